@@ -1,0 +1,49 @@
+"""The ``studio`` command. With no arguments it opens the window; subcommands do the same jobs
+from a shell. Errors a user can fix print one line and exit with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from studio import __version__
+from studio.core.errors import StudioError
+from studio.core.progress import Cancelled
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from studio.cli import bench, commands
+
+    p = argparse.ArgumentParser(prog="studio", description="Face Studio: morph, fit and export 3D faces. "
+                                "Run without a command to open the window.")
+    p.add_argument("--version", action="version", version=f"studio {__version__}")
+    p.add_argument("--model", help="model to open in the window (name in the store or a .npz path)")
+    p.add_argument("--params", help="parameters JSON to open in the window")
+    p.add_argument("--screenshot", metavar="OUT.png", help="open the window, save a screenshot, exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_commands(sub)
+    bench.add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            from studio.cli.window import run_window
+            return run_window(args)
+        return int(args.func(args) or 0)
+    except StudioError as e:
+        print(f"studio: error: {e}", file=sys.stderr)
+        return 2
+    except Cancelled:
+        print("studio: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("studio: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

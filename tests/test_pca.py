@@ -1,0 +1,157 @@
+"""The linear model: evaluation, incremental updates, priors, sampling, the model file."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import make_model
+
+from studio.core import prior
+from studio.core.errors import StudioError
+from studio.core.modelfile import load_model, save_model
+
+
+def test_instance_equals_mean_plus_weighted_components(small_model):
+    m = small_model
+    rng = np.random.default_rng(1)
+    p = {"shape": rng.normal(size=6), "expression": rng.uniform(0, 1, 3), "color": rng.normal(size=2)}
+    expected = m.mean.astype(float) + np.einsum("k,knc->nc", p["shape"], m.basis("shape").astype(float)) \
+        + np.einsum("k,knc->nc", p["expression"], m.basis("expression").astype(float))
+    mesh = m.mesh(p)
+    assert np.abs(mesh.vertices - expected).max() < 1e-5 * np.abs(expected).max()
+    colors = m.color_mean + np.einsum("k,knc->nc", p["color"], m.basis("color"))
+    assert np.allclose(mesh.colors, np.clip(colors, 0, 1), atol=1e-6)
+
+
+def test_sparse_and_dense_paths_agree(small_model):
+    p = {"shape": np.array([0, 0, 1.5, 0, 0, 0.0])}  # one active component takes the sparse path
+    dense = small_model.mean + 1.5 * small_model.basis("shape")[2]
+    assert np.allclose(small_model.vertices(p), dense, atol=1e-5)
+
+
+def test_incremental_equals_full_after_many_random_edits(small_model):
+    rng = np.random.default_rng(2)
+    ev = small_model.evaluator()
+    for step in range(1000):
+        group = "shape" if rng.random() < 0.7 else "expression"
+        size = small_model.basis(group).shape[0]
+        ev.set(group, int(rng.integers(size)), float(rng.normal()))
+    full = small_model.vertices(ev.params)
+    assert np.abs(ev.vertices - full).max() < 1e-4
+
+
+def test_incremental_rejects_bad_edits(small_model):
+    ev = small_model.evaluator()
+    with pytest.raises(StudioError, match="out of range"):
+        ev.set("shape", 99, 1.0)
+    with pytest.raises(StudioError, match="unknown"):
+        ev.set("nose", 0, 1.0)
+    with pytest.raises(StudioError, match="finite"):
+        ev.set("shape", 0, float("nan"))
+
+
+def test_log_prior_and_mahalanobis(small_model):
+    p = small_model.zeros()
+    p["shape"][:] = [1, 2, 0, 0, 0, 0]
+    assert small_model.log_prior(p) == pytest.approx(-0.5 * 5)
+    d, pct = prior.mahalanobis(small_model.groups, p)
+    assert d == pytest.approx(np.sqrt(5))
+    assert 0 < pct < 100
+    p["expression"][0] = 1.5  # outside the blendshape box
+    assert small_model.log_prior(p) == float("-inf")
+
+
+def test_sampling_matches_prior_statistics(small_model):
+    rng = np.random.default_rng(3)
+    draws = np.array([small_model.sample(rng)["shape"] for _ in range(4000)])
+    assert np.abs(draws.mean(0)).max() < 0.06
+    assert np.abs(draws.std(0) - 1).max() < 0.05
+    scaled = np.array([small_model.sample(rng, scale=0.5)["shape"] for _ in range(2000)])
+    assert np.abs(scaled.std(0) - 0.5).max() < 0.04
+    # Expressions stay neutral unless asked for: random blendshape soup is not a plausible face.
+    assert not small_model.sample(rng)["expression"].any()
+    e = small_model.sample(rng, only=["expression"])["expression"]
+    assert ((e >= 0) & (e <= 1)).all() and e.any()
+
+
+def test_params_validation(small_model):
+    with pytest.raises(StudioError, match="has 2 values, the model expects 6"):
+        small_model.mesh({"shape": [1, 2]})
+    with pytest.raises(StudioError, match="NaN"):
+        small_model.mesh({"shape": [np.nan] * 6})
+    with pytest.raises(StudioError, match="unknown parameter group 'hair'"):
+        small_model.mesh({"hair": [1]})
+
+
+def test_model_file_round_trip(small_model, tmp_path):
+    path = save_model(small_model, tmp_path / "m.npz")
+    m = load_model(path)
+    p = small_model.sample(np.random.default_rng(4))
+    assert np.array_equal(m.mesh(p).vertices, small_model.mesh(p).vertices)
+    assert m.groups[1].prior == "box" and m.groups[1].names == small_model.groups[1].names
+    assert np.array_equal(m.meta.regions["front"], small_model.meta.regions["front"])
+    assert np.array_equal(m.face_uv, small_model.face_uv) and m.meta.attribution == "synthetic test model"
+    with pytest.raises(StudioError, match="exists"):
+        save_model(small_model, path)
+
+
+def _rewrite(path, out, mutate):
+    """Copy an npz, letting ``mutate`` change the dict of arrays (header included)."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    mutate(arrays)
+    np.savez(out, **arrays)
+    return out
+
+
+def test_model_file_bad_inputs_give_one_line_errors(small_model, tmp_path):
+    good = save_model(small_model, tmp_path / "m.npz")
+    data = good.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "garbage.npz").write_bytes(b"\x00garbage" * 100)
+
+    def nan(a):
+        a["basis.shape"] = a["basis.shape"].copy()
+        a["basis.shape"][0, 0, 0] = np.nan
+
+    def wrong_size(a):
+        a["mean"] = a["mean"][:-1]
+        h = json.loads(a["header"].tobytes())
+        h["arrays"]["mean"]["shape"][0] -= 1
+        a["header"] = np.frombuffer(json.dumps(h).encode(), np.uint8)
+
+    def other_format(a):
+        a["header"] = np.frombuffer(json.dumps({"format": "x"}).encode(), np.uint8)
+
+    cases = {
+        tmp_path / "trunc.npz": "not a readable|damaged",
+        tmp_path / "garbage.npz": "not a readable",
+        _rewrite(good, tmp_path / "nan.npz", nan): "NaN",
+        _rewrite(good, tmp_path / "size.npz", wrong_size): "expected|faces must be",
+        _rewrite(good, tmp_path / "fmt.npz", other_format): "not a Face Studio linear model",
+        tmp_path / "missing.npz": "does not exist",
+    }
+    for path, pattern in cases.items():
+        with pytest.raises(StudioError, match=pattern) as e:
+            load_model(path)
+        assert "\n" not in str(e.value)
+    assert zipfile.is_zipfile(good)  # the format really is a plain npz (zip of .npy)
+
+
+def test_pickled_arrays_are_refused(small_model, tmp_path):
+    good = save_model(small_model, tmp_path / "m.npz")
+
+    def add_object(a):
+        a["mean"] = np.array([object()] * 3, dtype=object)
+
+    bad = _rewrite(good, tmp_path / "obj.npz", add_object)
+    with pytest.raises(StudioError):
+        load_model(bad)
+
+
+def test_different_models_have_independent_bases():
+    a, b = make_model(seed=1), make_model(seed=2)
+    assert not np.allclose(a.basis("shape"), b.basis("shape"))
