@@ -39,6 +39,10 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         # Re-check: another process may have created the file while we wrote ours.
         if path.exists() and not force:
             raise StudioError(f"{path} appeared while writing; not replaced (use --force)")
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
