@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,8 +308,8 @@ def test_spectrum_png(tmp_path, synth):
 
 
 def test_core_import_does_not_load_pyplot():
-    code = "import sys, studio.core.build; assert 'matplotlib.pyplot' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    code = "import sys, studio.core.build; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
 # -- bad input ------------------------------------------------------------------------------------
