@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from studio.core.geometry import vertex_normals
+
 SKIN = np.array([0.85, 0.72, 0.64])
 BACKGROUND = np.array([0.16, 0.17, 0.19])
 
@@ -21,16 +23,6 @@ def rotation(yaw_deg: float = 0.0, pitch_deg: float = 0.0) -> np.ndarray:
     ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
     rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
     return rx @ ry
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    v = np.asarray(vertices, float)
-    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    vn = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], fn)
-    norm = np.linalg.norm(vn, axis=1, keepdims=True)
-    return np.where(norm > 0, vn / np.maximum(norm, 1e-30), np.array([0.0, 0.0, 1.0]))
 
 
 def render(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None, size: int = 256,
