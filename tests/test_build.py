@@ -359,7 +359,8 @@ def test_bad_folders_give_one_line_errors(tmp_path, synth):
 
 def test_degenerate_build_inputs(synth):
     X, faces = synth["X"], synth["faces"]
-    cases = [(X[:1], faces), (np.repeat(X[:1], 4, axis=0), faces), (X[:, :, :2], faces),
+    cases = [(X[:1], faces), (np.repeat(X[:1], 4, axis=0), faces), (np.ones((3, 12, 3)), [[0, 1, 2]]),
+             (X[:, :, :2], faces),
              (np.where(np.arange(3) == 0, np.nan, X), faces), (X, faces + len(X[0]))]
     for v, f in cases:
         with pytest.raises(StudioError) as e:
@@ -486,3 +487,15 @@ def test_read_obj_vertices_is_fast(tmp_path):
         best = min(best, time.perf_counter() - t)
     assert out.shape == (26719, 3) and np.allclose(out, v, rtol=1e-5, atol=1e-4)
     assert best < 0.3
+
+
+def test_objio_interleaved_objects(tmp_path):
+    # Each object with its own v block followed by its faces (as many exporters write them).
+    p = tmp_path / "objects.obj"
+    p.write_text("o a\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"
+                 "o b\nv 5 0 0\nv 6 0 0\nv 5 1 0\nf -3 -2 -1\n")
+    d = read_obj(p)
+    assert d["vertices"].tolist() == [[0, 0, 0], [1, 0, 0], [0, 1, 0], [5, 0, 0], [6, 0, 0], [5, 1, 0]]
+    assert d["faces"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert d["face_material"] is None and d["materials"] == ()
+    assert np.array_equal(read_obj_vertices(p), d["vertices"])

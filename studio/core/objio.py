@@ -69,6 +69,8 @@ def _table(data: bytes, tag: bytes, path: Path, required: bool = True) -> np.nda
     """All ``<tag> a b c …`` lines as a float64 (rows, columns) table."""
     table = _table_fast(data, tag)
     if table is None:
+        table = _table_filtered(data, tag)
+    if table is None:
         table = _table_slow(data, tag, path)
     if table is None and required:
         raise StudioError(f"{path.name} has no vertices ('{tag.decode()}' lines); is it an OBJ file?")
@@ -102,6 +104,26 @@ def _table_fast(data: bytes, tag: bytes) -> np.ndarray | None:
     if rem or cols == 0 or len(first.split()) - 1 != cols:
         return None
     return values.reshape(rows, cols)
+
+
+def _table_filtered(data: bytes, tag: bytes) -> np.ndarray | None:
+    """Tag lines interleaved with others (objects/groups each with their own ``v`` block).
+
+    Keeps the lines that start with the tag, joins them and parses once: still one C call,
+    the Python work is only the line filter.
+    """
+    key = tag + b" "
+    lines = [line[len(key):] for line in data.splitlines() if line.startswith(key)]
+    if not lines:
+        return None
+    try:
+        values = np.fromstring(b" ".join(lines), sep=" ")
+    except ValueError:
+        return None
+    cols, rem = divmod(values.size, len(lines))
+    if rem or cols == 0 or len(lines[0].split()) != cols or len(lines[-1].split()) != cols:
+        return None
+    return values.reshape(len(lines), cols)
 
 
 def _table_slow(data: bytes, tag: bytes, path: Path) -> np.ndarray | None:
