@@ -133,3 +133,18 @@ def test_bench_pca_json_last_line(synth):
     assert doc["full_ms"] > 0 and doc["incremental_ms"] > 0 and doc["speedup"] == pytest.approx(
         doc["full_ms"] / doc["incremental_ms"])
     assert doc["max_drift"] < 1e-3
+
+
+def test_build_from_scans_via_cli(synth, tmp_path, studio_home):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    rng = np.random.default_rng(8)
+    for i in range(12):
+        mesh = synth.mesh(synth.sample(rng))
+        trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).export(scans / f"scan_{i:02d}.ply")
+    r = studio("models", "build", scans, "--name", "built", "--variance", "0.99")
+    assert "built built:" in r.stdout
+    info = json.loads(studio("models", "info", "built", "--json").stdout)
+    assert info["vertices"] == 162 and 1 <= info["groups"][0]["size"] <= 6  # 6 true shape PCs at most
+    png = studio_home / "models" / "built" / "spectrum.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

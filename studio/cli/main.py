@@ -4,6 +4,7 @@ from a shell. Errors a user can fix print one line and exit with status 2."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from studio import __version__
@@ -43,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("studio: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not bad input: still one line, the traceback on request
+        if os.environ.get("STUDIO_DEBUG"):
+            raise
+        print(f"studio: internal error: {e.__class__.__name__}: {e} (set STUDIO_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ def build_job(folder: str | Path, name: str, components: int | None = None, vari
         raise StudioError(f"a model named '{name}' exists already; choose another --name or pass --force")
     if components is not None and variance is not None:
         raise StudioError("give --components or --variance, not both")
-    v, faces, colors, uv, face_uv, _names = build.read_registered_meshes(folder, progress=scaled(progress, 0, 0.7))
+    v, faces, colors, uvs, _names = build.read_registered_meshes(folder, progress=scaled(progress, 0, 0.7))
+    uv, face_uv = uvs if uvs is not None else (None, None)
     model, rep = build.build_pca_model(name, v, faces, colors, uv, face_uv, components=components,
                                        variance=variance, align=align, unit=unit,
                                        attribution=f"Built by Face Studio from {len(v)} registered scans in {folder}",
