@@ -114,10 +114,9 @@ def cmd_build(a) -> int:
     if a.variance is not None and not 0 < a.variance <= 1:
         raise StudioError("--variance must be in (0, 1]")
     path, rep = _run("building", build_job, a.dir, a.name, a.components, a.variance, a.align, a.unit, a.force)
-    cum = rep.get("cumulative", [])
-    k = rep.get("kept", len(cum))
+    k, cum = int(rep["kept"]), rep["cumulative"]
     print(f"built {a.name}: {k} components explaining {100 * cum[k - 1]:.1f}% of the variance "
-          f"({path}; spectrum: {path.parent / 'spectrum.png'})" if cum else f"built {a.name}: {path}")
+          f"({path}; spectrum: {path.parent / 'spectrum.png'})")
     return 0
 
 
