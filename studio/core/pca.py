@@ -127,6 +127,7 @@ class IncrementalEvaluator:
                  resync_every: int = 256):
         self.model = model
         self.resync_every = resync_every
+        self._scratch = np.empty_like(model.mean)
         self.set_params(model.zeros() if params is None else params)
 
     def set_params(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -149,5 +150,7 @@ class IncrementalEvaluator:
             self._updates += 1
             if self._updates >= self.resync_every:
                 return self.set_params(self.params)
-            self.vertices += np.float32(delta) * lg.basis[index]
+            # In place through a reused scratch buffer: no allocation on the slider's hot path.
+            np.multiply(lg.basis[index], np.float32(delta), out=self._scratch)
+            self.vertices += self._scratch
         return self.vertices
