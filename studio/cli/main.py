@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model to open in the window (name in the store or a .npz path)")
     p.add_argument("--params", help="parameters JSON to open in the window")
     p.add_argument("--screenshot", metavar="OUT.png", help="open the window, save a screenshot, exit")
+    p.add_argument("--force", dest="screenshot_force", action="store_true",
+                   help="with --screenshot: replace an existing OUT.png")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_commands(sub)
     bench.add_commands(sub)

@@ -10,4 +10,5 @@ def run_window(args) -> int:
         from studio.app.main import run
     except ImportError as e:
         raise StudioError(f"the window needs the GUI packages ({e.name} is missing): pip install -e .") from None
-    return run(model=args.model, params=args.params, screenshot=args.screenshot)
+    return run(model=args.model, params=args.params, screenshot=args.screenshot,
+               force=getattr(args, "screenshot_force", False))

@@ -1,0 +1,178 @@
+"""Turning parameters into display-ready arrays; runs ONLY on the worker thread (no Qt here).
+
+The viewport needs vertices, smooth normals and (when the model has them) vertex colours. A PCA
+model's IncrementalEvaluator keeps the current vertices and updates them in O(n) per changed
+coefficient; the evaluator is stateful and not thread-safe, so exactly one MeshEvaluator owns it
+and only the JobRunner's thread calls it. Requests carry full parameter snapshots (not deltas):
+with latest-wins dropping, the worker diffs the request against what its evaluator holds, so a
+dropped intermediate request can never leave the mesh out of step.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from studio.core import prior
+from studio.core.facemodel import Params
+
+# Up to this many changed coefficients are applied as O(n) updates; more means a full evaluation
+# (mean + Σ over all components) is about as cheap and has no round-off drift.
+MAX_INCREMENTAL = 8
+
+
+@dataclass
+class EvalRequest:
+    serial: int
+    model: Any
+    params: Params  # a private snapshot: the UI thread never mutates it after sending
+    t_request: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class EvalResult:
+    serial: int
+    model: Any
+    params: Params
+    vertices: np.ndarray  # (n, 3) float32, a copy owned by the receiver
+    normals: np.ndarray  # (n, 3) float32 unit vertex normals
+    colors: np.ndarray | None  # (n, 3) float32 in [0, 1], or None when the model has no colours
+    neg_log_prior: float
+    mahalanobis: float
+    percentile: float
+    incremental: bool
+    t_request: float
+    t_done: float
+
+
+class MeshEvaluator:
+    """Owns the per-model evaluation state; one instance, used from the worker thread only."""
+
+    def __init__(self):
+        self.model = None
+        self._ev = None  # IncrementalEvaluator for PCA models, else None (full model.mesh())
+        self._incidence = None  # sparse (n_vertices × n_faces) for area-weighted normals
+        self._colors = None
+        self._color_params: Params | None = None
+        self.full_evaluations = 0
+        self.incremental_evaluations = 0
+        self.threads: set[int] = set()  # which threads called evaluate() (the tests check: one)
+
+    def _bind(self, model) -> None:
+        self.model = model
+        self._ev = model.evaluator() if hasattr(model, "evaluator") else None
+        self._colors = None
+        self._color_params = None
+        faces = np.asarray(model.faces if hasattr(model, "faces") else model.mesh(model_zeros(model)).faces)
+        self._bind_faces(faces, _n_vertices(model, faces))
+
+    def _bind_faces(self, faces: np.ndarray, n: int) -> None:
+        faces = np.asarray(faces, np.int64)
+        m = len(faces)
+        self._faces = faces
+        self._corners = tuple(np.ascontiguousarray(faces[:, k], np.intp) for k in range(3))
+        self._incidence = sp.csr_matrix(
+            (np.ones(3 * m, np.float32), (faces.T.ravel(), np.tile(np.arange(m), 3))), shape=(n, m))
+
+    def evaluate(self, req: EvalRequest) -> EvalResult:
+        self.threads.add(threading.get_ident())
+        model = req.model
+        if model is not self.model:
+            self._bind(model)
+        incremental = False
+        if self._ev is not None:
+            verts, incremental = self._pca_vertices(req.params)
+            colors = self._pca_colors(req.params)
+        else:
+            mesh = model.mesh(req.params)
+            verts = np.asarray(mesh.vertices, np.float32)
+            colors = None if mesh.colors is None else np.asarray(mesh.colors, np.float32)[:, :3]
+            if len(mesh.faces) != len(self._faces):
+                self._bind_faces(mesh.faces, len(verts))
+            self.full_evaluations += 1
+        verts = np.array(verts, np.float32, copy=True)  # the evaluator keeps mutating its own array
+        normals = vertex_normals(verts, self._corners, self._incidence)
+        nlp = -prior.log_prior(model.groups, req.params)
+        dist, pct = prior.mahalanobis(model.groups, req.params)
+        return EvalResult(req.serial, model, req.params, verts, normals, colors, nlp, dist, pct,
+                          incremental, req.t_request, time.perf_counter())
+
+    def _pca_vertices(self, params: Params) -> tuple[np.ndarray, bool]:
+        ev = self._ev
+        changed = []
+        for g in self.model.groups:
+            if g.affects != "position":
+                continue
+            new = params[g.name]
+            for i in np.flatnonzero(ev.params[g.name] != new):
+                changed.append((g.name, int(i), float(new[i])))
+                if len(changed) > MAX_INCREMENTAL:
+                    break
+        if not changed:
+            return ev.vertices, False
+        if len(changed) <= MAX_INCREMENTAL:
+            for name, i, value in changed:
+                ev.set(name, i, value)
+            self.incremental_evaluations += 1
+            return ev.vertices, True
+        ev.set_params(params)
+        self.full_evaluations += 1
+        return ev.vertices, False
+
+    def _pca_colors(self, params: Params) -> np.ndarray | None:
+        model = self.model
+        if getattr(model, "color_mean", None) is None:
+            return None
+        names = [g.name for g in model.groups if g.affects == "color"]
+        if self._colors is None or any(not np.array_equal(self._color_params[n], params[n]) for n in names):
+            self._colors = np.asarray(model.colors(params), np.float32)
+            self._color_params = {n: params[n].copy() for n in names}
+        return self._colors
+
+
+def vertex_normals(v: np.ndarray, faces, incidence) -> np.ndarray:
+    """Area-weighted unit vertex normals: one sparse product sums each vertex's face normals.
+
+    ``faces`` is a (3, m) tuple of contiguous corner-index arrays (see ``_bind_faces``); the cross
+    product is written out per component on (n,)-shaped columns, about twice as fast as
+    np.cross on (m, 3) rows.
+    """
+    f0, f1, f2 = faces
+    x, y, z = np.ascontiguousarray(np.asarray(v, np.float32).T)
+    ax, ay, az = x[f0], y[f0], z[f0]
+    e1x, e1y, e1z = x[f1] - ax, y[f1] - ay, z[f1] - az
+    e2x, e2y, e2z = x[f2] - ax, y[f2] - ay, z[f2] - az
+    fn = np.empty((len(f0), 3), np.float32)
+    fn[:, 0] = e1y * e2z - e1z * e2y
+    fn[:, 1] = e1z * e2x - e1x * e2z
+    fn[:, 2] = e1x * e2y - e1y * e2x
+    vn = np.asarray(incidence @ fn, np.float32)
+    norm = np.sqrt(np.einsum("ij,ij->i", vn, vn))[:, None]
+    out = vn / np.maximum(norm, 1e-20)
+    out[norm[:, 0] == 0] = (0.0, 0.0, 1.0)  # unused / isolated vertices
+    return out
+
+
+def model_zeros(model) -> Params:
+    return prior.zeros(model.groups)
+
+
+def _n_vertices(model, faces) -> int:
+    n = getattr(model, "n_vertices", None)
+    if n is None:
+        n = len(model.mesh(model_zeros(model)).vertices)
+    return int(n)
+
+
+def format_plausibility(res: EvalResult) -> str:
+    """The readout under the parameter tabs (−log prior, Mahalanobis distance, χ² percentile)."""
+    nlp = ("∞ (a weight is outside its box)" if math.isinf(res.neg_log_prior)
+           else f"{res.neg_log_prior + 0.0:.2f}")  # + 0.0: no "−0.00" for the mean face
+    return (f"−log prior {nlp}   ·   Mahalanobis {res.mahalanobis:.2f}σ   ·   "
+            f"χ² percentile {res.percentile:.1f}%")

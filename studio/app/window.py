@@ -1,0 +1,338 @@
+"""MainWindow: wires the document, the worker, the viewport and the docks together.
+
+Data flow (one direction): a panel edits the FaceDocument (via undo commands) → the document
+announces the change → the window sends a latest-wins evaluation request with a snapshot of the
+parameters to the JobRunner → the worker's result comes back through a queued signal → the
+viewport writes it into its PolyData in place. The UI thread never evaluates a mesh; models are
+opened, imported and exported by worker jobs, and failures end up as one line in the status bar.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import studio.app.pyside_fix  # noqa: F401  (first: PySide6 6.12 emit refcount bug; see the module)
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QStackedWidget
+
+from studio.app import dialogs, session
+from studio.app.defaults import default_model_path
+from studio.app.document import FaceDocument
+from studio.app.evaluation import EvalRequest, format_plausibility
+from studio.app.exporting import Exporter
+from studio.app.interpolation import InterpolationPanel
+from studio.app.library import LibraryPanel
+from studio.app.params_panel import ParameterPanel
+from studio.app.runner import JobRunner
+from studio.app.statusbar import StatusBar
+from studio.app.view_panel import ViewPanel
+from studio.app.viewport import Viewport
+from studio.app.welcome import WelcomeView
+from studio.core import params as params_io
+from studio.core import prior, store
+from studio.core.errors import StudioError
+
+log = logging.getLogger(__name__)
+MODEL_FILTER = ("Face models (*.zip *.tar *.tar.gz *.tgz *.tar.xz *.h5 *.mat *.pkl);;"
+                "ICT-FaceKit archive (*.zip *.tar *.tar.gz *.tgz *.tar.xz);;Basel Face Model (*.h5 *.mat);;"
+                "FLAME (*.pkl);;All files (*)")
+
+
+class MainWindow(QMainWindow):
+    displayed = Signal()  # the first mesh of a newly opened model is on screen
+    openFailed = Signal(str)  # a model could not be opened (the welcome view is shown)
+
+    def __init__(self, session_enabled: bool = True, seed: int | None = None, checkpoints=None):
+        super().__init__()
+        self.setWindowTitle("Face Studio")
+        self._checkpoints = checkpoints  # None: the repository's checkpoints/ folder
+        self.runner = JobRunner(self)
+        self.doc = FaceDocument(self)
+        self._serial = 0
+        self._awaiting_first = False
+        self._pending_camera = None
+        self.displayed_params = None
+
+        self.viewport = Viewport()
+        self.welcome = WelcomeView()
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(self.viewport)
+        self.setCentralWidget(self.stack)
+        self.status = StatusBar(self.runner)
+        self.setStatusBar(self.status)
+
+        self.panel = ParameterPanel(self.doc, seed=seed)
+        self.view_panel = ViewPanel(self.viewport)
+        faces_shown = lambda: self.viewport._faces[self.viewport.visible_faces]  # noqa: E731
+        self.library = LibraryPanel(self.doc, self.runner, self.notify, faces_shown)
+        self.interp = InterpolationPanel(self.doc, self.runner, self.library, self.notify, faces_shown)
+        self.docks = {}
+        self._dock("Parameters", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._dock("View", self.view_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._dock("Faces", self.library, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._dock("Interpolate", self.interp, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.resizeDocks([self.docks["Parameters"]], [470], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["View"]], [300], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["View"], self.docks["Faces"], self.docks["Interpolate"]], [330, 330, 200],
+                         Qt.Orientation.Vertical)
+
+        self.exporter = Exporter(self)
+        self._menus()
+        self.session = session.SessionSaver(self._session_state, self, enabled=session_enabled)
+
+        self.doc.paramsChanged.connect(self._on_params_changed)
+        self.runner.resultReady.connect(self._on_result)
+        self.viewport.cameraChanged.connect(self.session.schedule)
+        self.view_panel.changed.connect(self.session.schedule)
+        self.welcome.importFile.connect(lambda: self.import_dialog(folder=False))
+        self.welcome.importFolder.connect(lambda: self.import_dialog(folder=True))
+        self.welcome.openModel.connect(lambda name: self.open_model(name))
+        self._set_has_model(False)
+
+    def _dock(self, title, widget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{title}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        self.docks[title] = dock
+        return dock
+
+    def _menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        self.open_menu = m.addMenu("Open model")
+        self.open_menu.aboutToShow.connect(self._fill_open_menu)
+        m.addAction("Import model from file…").triggered.connect(lambda: self.import_dialog(folder=False))
+        m.addAction("Import model from folder…").triggered.connect(lambda: self.import_dialog(folder=True))
+        m.addSeparator()
+        m.addAction("Open parameters…").triggered.connect(self.open_params_dialog)
+        m.addSeparator()
+        quit_action = m.addAction("Quit")
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+
+        m = mb.addMenu("&Edit")
+        self.undo_action = self.doc.undo_stack.createUndoAction(self, "Undo")
+        self.undo_action.setShortcuts([QKeySequence("Ctrl+Z")])
+        self.redo_action = self.doc.undo_stack.createRedoAction(self, "Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        for a in (self.undo_action, self.redo_action):
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            m.addAction(a)
+        m.addSeparator()
+        self.random_action = m.addAction("Random face")
+        self.random_action.triggered.connect(lambda: self.panel.randomize_all())
+        self.reset_action = m.addAction("Reset all parameters")
+        self.reset_action.triggered.connect(lambda: self.panel.reset_all())
+
+        m = mb.addMenu("&View")
+        presets = (("front", "Front", "1"), ("side", "Side", "2"), ("three-quarter", "Three-quarter", "3"))
+        for preset, text, key in presets:
+            a = m.addAction(text)
+            a.setShortcut(QKeySequence(f"Ctrl+{key}"))
+            a.triggered.connect(lambda _=False, p=preset: self.viewport.set_view(p))
+        m.addAction("Reset view").triggered.connect(lambda: self.viewport.set_view("front"))
+        self.wireframe_action = QAction("Wireframe", self, checkable=True)
+        self.wireframe_action.toggled.connect(self.view_panel.wireframe.setChecked)
+        self.view_panel.wireframe.toggled.connect(self.wireframe_action.setChecked)
+        m.addAction(self.wireframe_action)
+        m.addSeparator()
+        for dock in self.docks.values():
+            m.addAction(dock.toggleViewAction())
+
+        self.export_menu = mb.addMenu("E&xport")
+        self.exporter.fill_menu(self.export_menu)
+
+    def _fill_open_menu(self) -> None:
+        self.open_menu.clear()
+        names = store.names()
+        for name in names:
+            self.open_menu.addAction(name).triggered.connect(lambda _=False, n=name: self.open_model(n))
+        if not names:
+            self.open_menu.addAction("(no models imported yet)").setEnabled(False)
+
+    def _set_has_model(self, on: bool) -> None:
+        self.exporter.set_enabled(on)
+        for a in (self.random_action, self.reset_action):
+            a.setEnabled(on)
+        self.stack.setCurrentWidget(self.viewport if on else self.welcome)
+        if not on:
+            self.welcome.set_models(store.names())
+
+    # -- messages ----------------------------------------------------------------------------------
+    def notify(self, text: str, error: bool = False) -> None:
+        (self.status.error if error else self.status.message)(text)
+
+    # -- opening models --------------------------------------------------------------------------
+    def startup(self, model: str | None = None, params: str | None = None) -> None:
+        """What opens first: the command line's model, else the last session, else the embedded
+        default model (checkpoints/*.npz), else the welcome view."""
+        if params is not None and model is None:
+            model = params_io.read(params).get("model")
+            if not isinstance(model, str):
+                raise StudioError(f"{params} does not say which model it is for: pass --model")
+        if model is not None:
+            self.open_model(model, params=params)
+            return
+        s = session.read()
+        if s is not None:
+            self.open_model(s["model"], params=s.get("params") or {}, camera=s.get("camera"),
+                            hidden=s.get("hidden_regions"), wireframe=bool(s.get("wireframe", False)),
+                            from_session=True)
+            return
+        default = default_model_path(self._checkpoints)
+        if default is not None:
+            self.open_model(str(default))
+            return
+        self._set_has_model(False)
+
+    def open_model(self, source: str, params=None, camera=None, hidden=None, wireframe=None,
+                   from_session: bool = False) -> None:
+        """Load ``source`` (store name or .npz) on the worker, with its first mesh, then show it.
+
+        ``params`` is a mapping, or a path to a parameters JSON (validated against the model).
+        """
+        from studio.core.registry import open_model as load
+
+        def job(progress):
+            model = load(source)
+            if isinstance(params, (str, Path)):
+                p = params_io.load(params, model)
+            else:
+                try:
+                    p = prior.check_params(model.groups, params or {})
+                except StudioError:
+                    if not from_session:
+                        raise
+                    p = prior.zeros(model.groups)  # a session from an older copy of the model
+            return model, p, model.mesh(p)
+
+        def failed(message: str):
+            if self.doc.model is None:
+                self._set_has_model(False)
+            self.openFailed.emit(message)
+
+        self.notify(f"opening model {source}…")
+        self.runner.submit(job, f"opening {source}", quiet=True,
+                           on_done=lambda r: self._opened(source, *r, camera, hidden, wireframe),
+                           on_error=failed)
+
+    def show_model(self, model, params=None, source: str | None = None) -> None:
+        """Show a model object that is not (necessarily) in the store (benchmarks, embedding).
+
+        With ``source`` None the session does not remember it (it could not be reopened)."""
+        def job(progress):
+            p = prior.check_params(model.groups, params or {})
+            return model, p, model.mesh(p)
+
+        self.runner.submit(job, f"opening {model.name}", quiet=True,
+                           on_done=lambda r: self._opened(source, *r, None, None, None),
+                           on_error=self.openFailed.emit)
+
+    def _opened(self, source, model, params, mesh, camera, hidden, wireframe) -> None:
+        self.viewport.set_model(model, mesh.vertices, mesh.faces)
+        if hidden is not None:
+            self.viewport.set_hidden_regions(hidden)
+        if wireframe is not None:
+            self.viewport.set_wireframe(wireframe)
+        self.view_panel.set_model(model)
+        self.view_panel.sync()
+        self._set_has_model(True)
+        if camera:
+            try:
+                self.viewport.set_camera(camera)
+            except (TypeError, ValueError):
+                self.viewport.set_view("front")
+        else:
+            self.viewport.set_view("front")
+        self._awaiting_first = True
+        self.displayed_params = None
+        self.doc.set_model(model, source, params)  # → paramsChanged → first evaluation request
+        title = model.name if source in (None, model.name) else f"{model.name} ({source})"
+        self.setWindowTitle(f"Face Studio — {title}")
+        self.notify(f"opened {model.name}: {sum(g.size for g in model.groups)} parameters, "
+                    f"{len(mesh.vertices)} vertices")
+        self.session.schedule()
+
+    def import_dialog(self, folder: bool) -> None:
+        src = (dialogs.open_folder(self, "Import an ICT-FaceKit FaceXModel folder") if folder
+               else dialogs.open_file(self, "Import a face model", MODEL_FILTER))
+        if src is not None:
+            self.import_model(src)
+
+    def import_model(self, src, name: str | None = None) -> None:
+        from studio.jobs.models import _default_name, import_job
+
+        try:
+            name = store.check_name(name or _default_name(src))
+        except StudioError as e:
+            self.notify(str(e), error=True)
+            return
+        force = False
+        if store.exists(name):
+            if not dialogs.confirm_replace(self, f"The model '{name}'"):
+                return
+            force = True
+        def job(progress):
+            import_job(src, name, force=force, progress=progress)
+            return name
+
+        self.runner.submit(job, f"importing {Path(src).name}", on_done=self.open_model)
+
+    def open_params_dialog(self) -> None:
+        if self.doc.model is None:
+            return
+        path = dialogs.open_file(self, "Open parameters", "Face Studio parameters (*.json)")
+        if path is None:
+            return
+        try:
+            params = params_io.load(path, self.doc.model)
+        except StudioError as e:
+            self.notify(str(e), error=True)
+            return
+        self.doc.edit_params(params, f"open {path.name}")
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def _on_params_changed(self, _change) -> None:
+        if self.doc.model is None:
+            return
+        self._serial += 1
+        self.runner.request_eval(EvalRequest(self._serial, self.doc.model, self.doc.snapshot()))
+        self.session.schedule()
+
+    def _on_result(self) -> None:
+        res = self.runner.take_result()
+        if res is None or res.model is not self.doc.model:
+            return  # a late result for a model that was replaced meanwhile
+        self.viewport.apply(res)
+        self.displayed_params = res.params
+        self.panel.show_plausibility(format_plausibility(res))
+        if self._awaiting_first:
+            self._awaiting_first = False
+            self.viewport.plotter.render()  # draw now, so "displayed" means on screen
+            self.displayed.emit()
+
+    @property
+    def up_to_date(self) -> bool:
+        """The viewport shows the document's current parameters."""
+        return self.viewport.applied_serial == self._serial and self.doc.model is not None
+
+    # -- session ---------------------------------------------------------------------------------
+    def _session_state(self) -> dict | None:
+        if self.doc.model is None or self.doc.source is None:
+            return None
+        return {"model": self.doc.source,
+                "params": {k: [float(x) for x in v] for k, v in self.doc.params.items()},
+                "camera": self.viewport.camera,
+                "hidden_regions": sorted(self.viewport.hidden_regions),
+                "wireframe": self.viewport.wireframe}
+
+    def closeEvent(self, event) -> None:
+        self.session.flush()
+        self.interp.set_playing(False)
+        self.runner.shutdown()
+        self.viewport.close_plotter()
+        super().closeEvent(event)
