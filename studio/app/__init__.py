@@ -7,6 +7,7 @@ Layout (after napari's separation of a document model, views and thread workers)
     runner.py        JobRunner: the ONE worker QThread; latest-wins mesh evaluation + queued jobs
     evaluation.py    MeshEvaluator (runs only on the worker thread): incremental / full evaluation
     viewport.py      the pyvistaqt viewport; writes worker results into one PolyData in place
+    view_panel.py    camera presets, wireframe, region visibility
     params_panel.py  parameter tabs built from any FaceModel's groups
     library.py       identity library dock (saved faces with thumbnails)
     identities.py    the identity files on disk (no Qt)
@@ -15,6 +16,9 @@ Layout (after napari's separation of a document model, views and thread workers)
     session.py       session.json: what reopens on the next start (debounced autosave)
     statusbar.py     job progress / Cancel / one-line messages
     welcome.py       the centre view shown when there is no model yet
+    defaults.py      the embedded default model hook (checkpoints/*.npz)
+    dialogs.py       every question the studio asks (file choosers, confirmations)
+    pyside_fix.py    guard against PySide6 6.12's Signal.emit reference-count bug
     window.py        MainWindow: wires the pieces together
     main.py          run(): the entry point `studio` calls; --screenshot mode
     bench.py         `studio bench gui`

@@ -98,8 +98,10 @@ class JobRunner(QObject):
         self.requests = 0  # evaluation requests received
         self.evaluations = 0  # evaluations actually run (≤ requests: stale ones are dropped)
         self.worker_thread_id: int | None = None
+        self._undelivered = 0  # job outcomes emitted by the worker, not yet handled on the UI thread
         self.jobFinished.connect(self._deliver_done)
         self.jobFailed.connect(self._deliver_error)
+        self.jobCancelled.connect(lambda _job: self._delivered())
         self._thread = _Thread(self)
         self._thread.start()
 
@@ -127,8 +129,9 @@ class JobRunner(QObject):
 
     @property
     def busy(self) -> bool:
+        """A job is queued or running, or its outcome has not reached the UI thread yet."""
         with self._cond:
-            return self._current is not None or bool(self._jobs)
+            return self._current is not None or bool(self._jobs) or self._undelivered > 0
 
     def shutdown(self, timeout_ms: int = 10000) -> None:
         """Stop after the running job notices its cancellation (at its next progress call)."""
@@ -196,6 +199,8 @@ class JobRunner(QObject):
 
         job.state = "running"
         self.jobStarted.emit(job)
+        with self._cond:
+            self._undelivered += 1  # exactly one of finished / failed / cancelled follows
         try:
             if job.cancel_requested:
                 raise Cancelled()
@@ -217,7 +222,12 @@ class JobRunner(QObject):
                 self._current = None
 
     # -- delivered on the UI thread ------------------------------------------------------------
+    def _delivered(self) -> None:
+        with self._cond:
+            self._undelivered -= 1
+
     def _deliver_done(self, job: Job, result) -> None:
+        self._delivered()
         if job.on_done is None:
             return
         try:
@@ -225,8 +235,10 @@ class JobRunner(QObject):
         except Exception as e:  # a failing follow-up is reported like a failing job
             log.warning("after job %r:\n%s", job.title, traceback.format_exc())
             self.followUpFailed.emit(job, one_line(e))
-            self._deliver_error(job, one_line(e))
+            if job.on_error is not None:
+                job.on_error(one_line(e))
 
     def _deliver_error(self, job: Job, message: str) -> None:
+        self._delivered()
         if job.on_error is not None:
             job.on_error(message)

@@ -93,7 +93,7 @@ class Viewport(QWidget):
         normals[:, 2] = 1.0
         poly.point_data["Normals"] = normals
         poly.point_data.active_normals_name = "Normals"
-        rgb = self._base_colors(model, len(vertices))
+        rgb = self._base_colors(model, np.asarray(vertices))
         kwargs = dict(smooth_shading=False, specular=0.12, specular_power=18.0, diffuse=0.85, ambient=0.12,
                       show_scalar_bar=False, reset_camera=False, render=False)
         self.actor = self.plotter.add_mesh(poly, color=tuple(SKIN), **kwargs)
@@ -121,18 +121,18 @@ class Viewport(QWidget):
         self.set_hidden_regions(default_hidden(model.meta.regions))
         self.set_wireframe(self.wireframe)
 
-    def _base_colors(self, model, n: int) -> np.ndarray | None:
+    def _base_colors(self, model, vertices: np.ndarray) -> np.ndarray | None:
         if getattr(model, "color_mean", None) is not None:
             return np.clip(np.asarray(model.color_mean) * 255 + 0.5, 0, 255).astype(np.uint8)
         regions = model.meta.regions
         if not regions:
             return None
-        col = np.tile(np.asarray(SKIN, np.float32), (n, 1))
+        col = np.tile(np.asarray(SKIN, np.float32), (len(vertices), 1))
         for key, tint in REGION_TINTS:
             for name, idx in regions.items():
                 if key in name:
                     col[np.asarray(idx)] = tint
-        _paint_irises(col, np.asarray(model.mean if hasattr(model, "mean") else self._points), regions)
+        _paint_irises(col, np.asarray(getattr(model, "mean", vertices)), regions)
         return np.clip(col * 255 + 0.5, 0, 255).astype(np.uint8)
 
     def _remove_actor(self) -> None:
