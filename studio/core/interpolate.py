@@ -27,8 +27,3 @@ def blend(faces: Sequence[Mapping[str, np.ndarray]], weights: Sequence[float]) -
         raise StudioError("the faces to blend have different parameter groups")
     return {k: sum(float(w) * np.asarray(f[k], float) for f, w in zip(faces, weights)) for k in faces[0]}
 
-
-def steps(n: int) -> np.ndarray:
-    if n < 2:
-        raise StudioError("--steps must be at least 2")
-    return np.linspace(0.0, 1.0, n)
