@@ -186,12 +186,17 @@ def test_a_burst_of_1000_slider_events_ends_on_the_last_state(window, qtbot, no_
     w.runner.evalFailed.connect(errors.append)
     for v in values:  # no event processing in between: a burst as fast as Qt can deliver
         s.setValue(float(v))
+    during = w.runner.evaluations - evals
     settle(qtbot, w)
     qtbot.wait(100)  # nothing more arrives: no backlog of stale requests or results
     assert w.runner.requests - reqs == 1000
     done = w.runner.evaluations - evals
-    print(f"burst: the worker evaluated {done} of 1000 requests")
-    assert 1 <= done <= 200, f"the worker evaluated {done} of 1000 requests"
+    print(f"burst: the worker evaluated {done} of 1000 requests ({during} during the burst)")
+    # How many the worker managed during the burst depends on how loaded the machine is; what
+    # must hold everywhere is that stale requests were dropped (far fewer than 1000 evaluated)
+    # and that once the burst was over at most the one in flight and the last one ran.
+    assert done < 500, f"the worker evaluated {done} of 1000 requests"
+    assert done - during <= 2, f"{done - during} evaluations ran after the burst: a backlog"
     assert w.doc.params["shape"][0] == pytest.approx(values[-1])
     assert w.displayed_params["shape"][0] == pytest.approx(values[-1])
     assert_displays(w, w.doc.params)
@@ -435,7 +440,9 @@ def test_the_ui_thread_stays_responsive_while_a_slow_job_runs(window, qtbot, no_
     timer.stop()
     gaps = np.diff(ticks)
     assert len(ticks) > 50
-    assert gaps.max() < 0.1, f"the UI thread stalled for {gaps.max() * 1e3:.0f} ms"
+    # The job takes 2 s; a UI thread that ran it would stall for that long. 0.3 s leaves room for
+    # a loaded CI machine's scheduler without letting a blocking job pass.
+    assert gaps.max() < 0.3, f"the UI thread stalled for {gaps.max() * 1e3:.0f} ms"
     assert_displays(w, w.doc.params)
 
 
