@@ -264,10 +264,10 @@ class MainWindow(QMainWindow):
             self.import_model(src)
 
     def import_model(self, src, name: str | None = None) -> None:
-        from studio.jobs.models import _default_name, import_job
+        from studio.jobs.models import default_name, import_job
 
         try:
-            name = store.check_name(name or _default_name(src))
+            name = store.check_name(name or default_name(src))
         except StudioError as e:
             self.notify(str(e), error=True)
             return

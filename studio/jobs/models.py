@@ -13,7 +13,7 @@ from studio.core.progress import report, scaled
 
 def import_job(src: str | Path, name: str | None = None, fmt: str = "auto", force: bool = False,
                progress=None) -> Path:
-    name = store.check_name(name or _default_name(src))
+    name = store.check_name(name or default_name(src))
     if store.exists(name) and not force:
         raise StudioError(f"a model named '{name}' exists already; choose another --name or pass --force")
     model = import_model(src, name, fmt, progress=scaled(progress, 0.0, 0.9))
@@ -45,7 +45,7 @@ def build_job(folder: str | Path, name: str, components: int | None = None, vari
     return path, rep
 
 
-def _default_name(src) -> str:
+def default_name(src) -> str:
     stem = Path(src).name.lower()
     for suffix in (".tar.xz", ".tar.gz", ".tgz", ".tar", ".zip", ".h5", ".mat", ".pkl"):
         stem = stem.removesuffix(suffix)
