@@ -110,6 +110,11 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addAction("Open parameters…").triggered.connect(self.open_params_dialog)
         m.addSeparator()
+        # Fitting adds its own actions (Load scan…, Load photo…); each lives in its own module.
+        from studio.app import photo_fitting, scan_fitting
+        scan_fitting.install(self, m)
+        photo_fitting.install(self, m)
+        m.addSeparator()
         quit_action = m.addAction("Quit")
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)

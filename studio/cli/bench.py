@@ -28,6 +28,11 @@ def add_commands(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=bench_gui)
 
+    # Benchmarks of the other capabilities live beside their commands.
+    from studio.cli import bench_extract, bench_fit, bench_photo
+    for module in (bench_fit, bench_extract, bench_photo):
+        module.add_command(bsub)
+
 
 def _timeit(fn, repeats: int) -> float:
     """Median seconds per call over ``repeats`` calls (after one warm-up)."""

@@ -13,7 +13,7 @@ from studio.core.progress import Cancelled
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from studio.cli import bench, commands
+    from studio.cli import bench, commands, fit, neural
 
     p = argparse.ArgumentParser(prog="studio", description="Face Studio: morph, fit and export 3D faces. "
                                 "Run without a command to open the window.")
@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --screenshot: replace an existing OUT.png")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_commands(sub)
+    fit.add_commands(sub)
+    neural.add_commands(sub)
     bench.add_commands(sub)
     return p
 

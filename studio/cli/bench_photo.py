@@ -1,0 +1,5 @@
+"""Placeholder: registers nothing yet."""
+
+
+def add_command(bsub) -> None:
+    pass
