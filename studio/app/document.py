@@ -23,12 +23,14 @@ class FaceDocument(QObject):
     modelChanged = Signal(object)  # the new model (or None)
     # What changed: (group, index) for one coefficient, or None for "anything may have changed".
     paramsChanged = Signal(object)
+    dragFinished = Signal()  # a slider was released (models with a preview refine their mesh now)
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.model = None
         self.source: str | None = None  # how to reopen the model: a store name or a .npz path
         self.params: Params = {}
+        self.dragging = False  # a parameter slider is held down
         self.undo_stack = QUndoStack(self)
 
     # -- state ---------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ class EvalRequest:
     model: Any
     params: Params  # a private snapshot: the UI thread never mutates it after sending
     t_request: float = field(default_factory=time.perf_counter)
+    preview: bool = False  # a slider is being dragged: models with a preview_mesh() use it
 
 
 @dataclass
@@ -49,6 +50,7 @@ class EvalResult:
     incremental: bool
     t_request: float
     t_done: float
+    faces: np.ndarray | None = None  # set for models whose topology changes (neural): the triangles
 
 
 class MeshEvaluator:
@@ -69,7 +71,10 @@ class MeshEvaluator:
         self._ev = model.evaluator() if hasattr(model, "evaluator") else None
         self._colors = None
         self._color_params = None
-        faces = np.asarray(model.faces if hasattr(model, "faces") else model.mesh(model_zeros(model)).faces)
+        if not hasattr(model, "faces"):  # the topology comes with each mesh (neural models)
+            self._faces = None
+            return
+        faces = np.asarray(model.faces)
         self._bind_faces(faces, _n_vertices(model, faces))
 
     def _bind_faces(self, faces: np.ndarray, n: int) -> None:
@@ -90,10 +95,12 @@ class MeshEvaluator:
             verts, incremental = self._pca_vertices(req.params)
             colors = self._pca_colors(req.params)
         else:
-            mesh = model.mesh(req.params)
+            preview = req.preview and hasattr(model, "preview_mesh")
+            mesh = model.preview_mesh(req.params) if preview else model.mesh(req.params)
             verts = np.asarray(mesh.vertices, np.float32)
             colors = None if mesh.colors is None else np.asarray(mesh.colors, np.float32)[:, :3]
-            if len(mesh.faces) != len(self._faces):
+            if (self._faces is None or len(mesh.faces) != len(self._faces)
+                    or not np.array_equal(mesh.faces, self._faces)):
                 self._bind_faces(mesh.faces, len(verts))
             self.full_evaluations += 1
         verts = np.array(verts, np.float32, copy=True)  # the evaluator keeps mutating its own array
@@ -101,7 +108,8 @@ class MeshEvaluator:
         nlp = -prior.log_prior(model.groups, req.params)
         dist, pct = prior.mahalanobis(model.groups, req.params)
         return EvalResult(req.serial, model, req.params, verts, normals, colors, nlp, dist, pct,
-                          incremental, req.t_request, time.perf_counter())
+                          incremental, req.t_request, time.perf_counter(),
+                          None if self._ev is not None else self._faces)
 
     def _pca_vertices(self, params: Params) -> tuple[np.ndarray, bool]:
         ev = self._ev

@@ -129,9 +129,12 @@ class GroupTab(QWidget):
 
     def _begin_drag(self) -> None:
         self._drag = object()
+        self.doc.dragging = True
 
     def _end_drag(self) -> None:
         self._drag = None
+        self.doc.dragging = False
+        self.doc.dragFinished.emit()
 
     def randomize(self) -> None:
         drawn = prior.sample(self.doc.model.groups, self.rng, only=[self.group.name])
@@ -209,7 +212,9 @@ class ParameterPanel(QWidget):
         self.plausibility.setText(text)
 
     def randomize_all(self) -> None:
-        self.doc.edit_params(prior.sample(self.doc.model.groups, self.rng), "random face")
+        model = self.doc.model  # a model's own sample() knows which groups make a plausible face
+        drawn = model.sample(self.rng) if hasattr(model, "sample") else prior.sample(model.groups, self.rng)
+        self.doc.edit_params(drawn, "random face")
 
     def reset_all(self) -> None:
         self.doc.edit_params(prior.zeros(self.doc.model.groups), "reset all")

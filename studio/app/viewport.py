@@ -135,6 +135,32 @@ class Viewport(QWidget):
         _paint_irises(col, np.asarray(getattr(model, "mean", vertices)), regions)
         return np.clip(col * 255 + 0.5, 0, 255).astype(np.uint8)
 
+    def set_vertex_colors(self, rgb: np.ndarray | None) -> None:
+        """Show per-vertex colours (uint8 (n, 3), e.g. a face textured from a photo); None puts the
+        model's own colours back. Used by photo fitting."""
+        if self.poly is None:
+            return
+        if rgb is None:
+            rgb = self._base_colors(self.model, self._points)
+            if rgb is None:
+                rgb = np.tile(np.clip(np.asarray(SKIN) * 255 + 0.5, 0, 255).astype(np.uint8), (len(self._points), 1))
+        if len(rgb) != len(self._points):
+            return
+        if self._rgb is None:
+            self.poly.point_data["RGB"] = np.ascontiguousarray(rgb, np.uint8)
+            self.poly.point_data.active_scalars_name = "RGB"
+            mapper = self.actor.mapper
+            mapper.SetScalarModeToUsePointData()
+            mapper.SetColorModeToDirectScalars()
+            mapper.SetScalarVisibility(True)
+            self._vtk_rgb = self.poly.GetPointData().GetArray("RGB")
+            self._rgb = vtk_to_numpy(self._vtk_rgb)
+        else:
+            np.copyto(self._rgb, np.asarray(rgb, np.uint8))
+        self._vtk_rgb.Modified()
+        self.poly.Modified()
+        self.request_render()
+
     def _remove_actor(self) -> None:
         if self.actor is not None:
             self.plotter.remove_actor(self.actor, render=False)
@@ -147,7 +173,12 @@ class Viewport(QWidget):
     # -- data ------------------------------------------------------------------------------------
     def apply(self, res) -> None:
         """Write a worker result into the PolyData in place (UI thread; a few memcpys)."""
-        if self.poly is None or res.vertices.shape != self._points.shape:
+        if self.poly is None:
+            return
+        faces = getattr(res, "faces", None)
+        if faces is not None and (faces.shape != self._faces.shape or not np.array_equal(faces, self._faces)):
+            self._set_topology(res.vertices, faces)  # a neural mesh: new triangles, same actor
+        if res.vertices.shape != self._points.shape:
             return
         np.copyto(self._points, res.vertices)
         self._vtk_points.Modified()
@@ -163,6 +194,27 @@ class Viewport(QWidget):
         self.applied.emit(res)
         if self.auto_render:
             self.request_render()
+
+    def _set_topology(self, vertices: np.ndarray, faces: np.ndarray) -> None:
+        """Replace points and triangles (models whose topology changes with the parameters, like the
+        neural head's marching-cubes meshes); the actor, camera and display options stay."""
+        self._faces = np.asarray(faces, np.int64)
+        poly = self.poly
+        poly.points = np.ascontiguousarray(vertices, np.float32)
+        normals = np.zeros((len(vertices), 3), np.float32)
+        normals[:, 2] = 1.0
+        poly.point_data["Normals"] = normals
+        poly.point_data.active_normals_name = "Normals"
+        if self._vtk_rgb is not None:  # per-vertex tints belong to the old vertices: plain skin now
+            poly.point_data["RGB"] = np.tile(np.clip(np.asarray(SKIN) * 255 + 0.5, 0, 255).astype(np.uint8),
+                                             (len(vertices), 1))
+            self._vtk_rgb = poly.GetPointData().GetArray("RGB")
+            self._rgb = vtk_to_numpy(self._vtk_rgb)
+        self._vtk_points = poly.GetPoints()
+        self._points = vtk_to_numpy(self._vtk_points.GetData())
+        self._vtk_normals = poly.GetPointData().GetNormals()
+        self._normals = vtk_to_numpy(self._vtk_normals)
+        self.set_hidden_regions(self._hidden)  # sets the (visible) cells
 
     @property
     def points(self) -> np.ndarray:
@@ -259,6 +311,36 @@ class Viewport(QWidget):
     def image(self) -> np.ndarray:
         """The viewport as an (h, w, 3) uint8 array (what plotter.screenshot draws)."""
         return self.plotter.screenshot(return_img=True)
+
+    def set_overlay_points(self, name: str, points: np.ndarray | None, rgb: np.ndarray | None = None,
+                           size: float = 3.0) -> None:
+        """Show a point set (a scan) with the face, updated in place; ``points`` None removes it.
+        ``rgb``: (n, 3) uint8 per-point colours (default a flat blue-grey)."""
+        overlays = self.__dict__.setdefault("_overlays", {})
+        old = overlays.get(name)
+        if points is None:
+            if old is not None:
+                self.plotter.remove_actor(old[1], render=False)
+                del overlays[name]
+                self.request_render()
+            return
+        pts = np.ascontiguousarray(points, np.float32)
+        if rgb is None:
+            rgb = np.tile(np.array([110, 170, 230], np.uint8), (len(pts), 1))
+        if old is not None and old[0].n_points == len(pts):
+            old[0].points = pts
+            old[0].point_data["RGB"] = np.ascontiguousarray(rgb, np.uint8)
+            old[0].Modified()
+        else:
+            if old is not None:
+                self.plotter.remove_actor(old[1], render=False)
+            cloud = pv.PolyData(pts)
+            cloud.point_data["RGB"] = np.ascontiguousarray(rgb, np.uint8)
+            actor = self.plotter.add_mesh(cloud, scalars="RGB", rgb=True, point_size=size,
+                                          render_points_as_spheres=False, show_scalar_bar=False,
+                                          reset_camera=False, render=False, lighting=False)
+            overlays[name] = (cloud, actor)
+        self.request_render()
 
     def close_plotter(self) -> None:
         self._closed = True

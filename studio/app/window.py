@@ -66,7 +66,10 @@ class MainWindow(QMainWindow):
 
         self.panel = ParameterPanel(self.doc, seed=seed)
         self.view_panel = ViewPanel(self.viewport)
-        faces_shown = lambda: self.viewport._faces[self.viewport.visible_faces]  # noqa: E731
+        # Thumbnails and turntables draw the displayed triangles (hidden regions stay hidden); a
+        # neural model's triangles change with its parameters, so it draws its own mesh's.
+        faces_shown = lambda: (self.viewport._faces[self.viewport.visible_faces]  # noqa: E731
+                               if getattr(self.doc.model, "kind", "pca") == "pca" else None)
         self.library = LibraryPanel(self.doc, self.runner, self.notify, faces_shown)
         self.interp = InterpolationPanel(self.doc, self.runner, self.library, self.notify, faces_shown)
         self.docks = {}
@@ -84,6 +87,7 @@ class MainWindow(QMainWindow):
         self.session = session.SessionSaver(self._session_state, self, enabled=session_enabled)
 
         self.doc.paramsChanged.connect(self._on_params_changed)
+        self.doc.dragFinished.connect(self._on_drag_finished)
         self.runner.resultReady.connect(self._on_result)
         self.viewport.cameraChanged.connect(self.session.schedule)
         self.view_panel.changed.connect(self.session.schedule)
@@ -154,6 +158,7 @@ class MainWindow(QMainWindow):
     def _fill_open_menu(self) -> None:
         self.open_menu.clear()
         names = store.names()
+        names += [n for n in store.builtin() if n not in names]  # the shipped neural head
         for name in names:
             self.open_menu.addAction(name).triggered.connect(lambda _=False, n=name: self.open_model(n))
         if not names:
@@ -165,7 +170,7 @@ class MainWindow(QMainWindow):
             a.setEnabled(on)
         self.stack.setCurrentWidget(self.viewport if on else self.welcome)
         if not on:
-            self.welcome.set_models(store.names())
+            self.welcome.set_models(store.names() + [n for n in store.builtin() if n not in store.names()])
 
     # -- messages ----------------------------------------------------------------------------------
     def notify(self, text: str, error: bool = False) -> None:
@@ -305,8 +310,14 @@ class MainWindow(QMainWindow):
         if self.doc.model is None:
             return
         self._serial += 1
-        self.runner.request_eval(EvalRequest(self._serial, self.doc.model, self.doc.snapshot()))
+        self.runner.request_eval(EvalRequest(self._serial, self.doc.model, self.doc.snapshot(),
+                                             preview=self.doc.dragging))
         self.session.schedule()
+
+    def _on_drag_finished(self) -> None:
+        """Slider released: a model that showed preview meshes during the drag refines now."""
+        if self.doc.model is not None and hasattr(self.doc.model, "preview_mesh"):
+            self._on_params_changed(None)
 
     def _on_result(self) -> None:
         res = self.runner.take_result()

@@ -145,21 +145,24 @@ def cmd_list(a) -> int:
 
 def cmd_info(a) -> int:
     m = open_model(a.name)
+    fixed = m.kind == "pca"  # a neural model's vertex and triangle counts depend on its parameters
     info = {
-        "name": m.name, "kind": m.kind, "unit": m.meta.unit, "vertices": int(m.mean.shape[0]),
-        "triangles": int(m.faces.shape[0]), "uv": m.uv is not None, "colors": m.color_mean is not None,
+        "name": m.name, "kind": m.kind, "unit": m.meta.unit, "vertices": int(m.mean.shape[0]) if fixed else None,
+        "triangles": int(m.faces.shape[0]) if fixed else None, "uv": getattr(m, "uv", None) is not None,
+        "colors": getattr(m, "color_mean", None) is not None,
         "groups": [{"name": g.name, "size": g.size, "prior": g.prior, "affects": g.affects,
                     "first": list(g.names[:5])} for g in m.groups],
         "regions": {k: int(len(v)) for k, v in m.meta.regions.items()},
         "landmarks": {k: int(len(v)) for k, v in m.meta.landmarks.items()},
-        "materials": list(m.materials), "source": m.meta.source,
+        "materials": list(getattr(m, "materials", ())), "source": m.meta.source,
         "attribution": m.meta.attribution, "path": str(store.resolve(a.name)),
     }
     if a.json:
         print(json.dumps(info))
         return 0
-    print(f"{info['name']} ({info['kind']}, {info['unit']}): {info['vertices']} vertices, "
-          f"{info['triangles']} triangles, UVs {'yes' if info['uv'] else 'no'}, "
+    size = (f"{info['vertices']} vertices, {info['triangles']} triangles" if fixed
+            else "marching-cubes meshes (vertex count varies)")
+    print(f"{info['name']} ({info['kind']}, {info['unit']}): {size}, UVs {'yes' if info['uv'] else 'no'}, "
           f"vertex colours {'yes' if info['colors'] else 'no'}")
     for g in info["groups"]:
         print(f"  group {g['name']:<11} {g['size']:>4} parameters, {g['prior']} prior, "

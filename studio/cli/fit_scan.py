@@ -1,5 +1,57 @@
-"""Placeholder: registers nothing yet."""
+"""``studio fit scan SCAN --model NAME -o params.json``: fit a model to a 3-D scan."""
+
+from __future__ import annotations
+
+import json
 
 
 def add_command(fsub) -> None:
-    pass
+    p = fsub.add_parser(
+        "scan", help="fit a model to a 3-D scan (mesh, point cloud or depth map)",
+        description="Fit a model's shape and expression to a scan in any pose, size and unit: a mesh "
+                    "(.obj .ply .stl .glb), a point cloud (.ply .xyz .npy) or a depth map (16-bit .png or "
+                    "2-D .npy, with intrinsics JSON {fx, fy, cx, cy, depth_scale}). Writes the parameters "
+                    "JSON (with the pose that places the model on the scan and the fit's figures in mm).")
+    p.add_argument("scan", help="scan file")
+    p.add_argument("--model", required=True, help="model name in the store (or a .npz path)")
+    p.add_argument("-o", "--out", required=True, help="parameters JSON to write")
+    p.add_argument("--mesh", help="also write the fitted mesh, placed on the scan (.obj .ply .stl .glb)")
+    p.add_argument("--report", help="also write a report PNG (error heatmap and histogram)")
+    p.add_argument("--region", default="face", choices=["face", "head"],
+                   help="the part of the model fitted to the scan (default: face)")
+    p.add_argument("--unit", choices=["m", "cm", "mm"], help="the scan's length unit (default: detected "
+                   "from its size)")
+    p.add_argument("--landmarks", help="3-D landmarks on the scan for the initial alignment: JSON "
+                   "{\"set\": \"ibug68\", \"points\": [[x, y, z] or null, ...]}")
+    p.add_argument("--intrinsics", help="depth maps: camera intrinsics JSON (default: SCAN.json beside it)")
+    p.add_argument("--free-scale", action="store_true", help="the scan's scale is arbitrary (e.g. "
+                   "photogrammetry without a scale bar): estimate it instead of trusting the unit")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_fit_scan)
+
+
+def cmd_fit_scan(a) -> int:
+    from studio.cli.progressbar import progress_bar
+    from studio.core.fitting.linear_scan import FitOptions
+    from studio.core.registry import open_model
+    from studio.jobs.fit_scan import fit_scan_job
+
+    model = open_model(a.model)
+    with progress_bar("fitting") as cb:
+        r = fit_scan_job(model, a.scan, a.out, a.mesh, a.report, a.region, a.unit, a.landmarks,
+                         a.intrinsics, a.force, progress=cb, options=FitOptions(free_scale=a.free_scale))
+    m = r["metrics_mm"]
+    if a.json:
+        print(json.dumps(r))
+        return 0
+    print(f"fitted {r['model']} to {r['scan']} ({r['scan_points']:,} points, {r['scan_kind']}, unit "
+          f"{r['scan_unit']}) in {r['seconds']:.2f} s")
+    print(f"scan → fit distance: median {m['scan_to_fit_median_mm']:.2f} mm, 95th percentile "
+          f"{m['scan_to_fit_p95_mm']:.2f} mm ({100 * m['explained_fraction']:.0f}% of the scan points on the "
+          f"fitted {r['region']})")
+    if "chamfer_l1_mm" in m:
+        print(f"Chamfer-L1 {m['chamfer_l1_mm']:.2f} mm, normal consistency {m['normal_consistency']:.3f}, "
+              f"F-score@1mm {m['fscore_1mm']:.3f}")
+    print("wrote " + ", ".join(r["written"]))
+    return 0

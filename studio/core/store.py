@@ -20,6 +20,9 @@ from studio.core.errors import StudioError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MODEL_FILE = "model.npz"
+# Models that ship with the repository (not in the store): the trained neural head.
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+NEURAL_SUFFIX = ".safetensors"
 
 
 def home() -> Path:
@@ -72,13 +75,22 @@ def remove(name: str) -> None:
     shutil.rmtree(d)
 
 
+def builtin() -> dict[str, Path]:
+    """Shipped models by name: ``neural`` is the checkpoint in ``checkpoints/neural/`` when present."""
+    f = CHECKPOINTS / "neural" / "neural_head.safetensors"
+    return {"neural": f} if f.is_file() else {}
+
+
 def resolve(name_or_path: str) -> Path:
-    """A model name in the store, or a path to a model file."""
+    """A model name in the store, a shipped model's name, or a path to a model file (.npz, or a
+    neural checkpoint .safetensors)."""
     p = Path(name_or_path)
-    if p.suffix == ".npz" and p.is_file():
+    if p.suffix in (".npz", NEURAL_SUFFIX) and p.is_file():
         return p
     if _NAME.match(name_or_path) and exists(name_or_path):
         return model_file(name_or_path)
-    have = names()
+    if name_or_path in builtin():
+        return builtin()[name_or_path]
+    have = names() + [n for n in builtin() if n not in names()]
     hint = f" (have: {', '.join(have)})" if have else " (none imported yet: run 'studio models import')"
     raise StudioError(f"no model named '{name_or_path}'{hint}")

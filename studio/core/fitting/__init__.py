@@ -1,0 +1,30 @@
+"""Fitting a face model to a 3-D scan.
+
+``scan_io`` reads the scan (mesh, point cloud, depth map) into points in a known unit,
+``align`` finds the similarity transform scan → model (landmarks or a global search + ICP),
+``linear_scan`` fits a linear (PCA) model's coefficients (non-rigid MAP, coarse to fine),
+``report`` measures the result in mm and draws the error heatmap, ``synthetic`` makes scans with
+known answers for the tests and the bench. ``fit_scan`` dispatches on the model's kind.
+"""
+
+from __future__ import annotations
+
+from studio.core.errors import StudioError
+
+
+def fit_scan(model, scan, **kwargs):
+    """Fit ``model`` (any FaceModel) to ``scan`` (a ``scan_io.Scan``); see ``linear_scan.fit``."""
+    kind = getattr(model, "kind", "")
+    if kind == "pca":
+        from threadpoolctl import threadpool_limits
+
+        from studio.core.fitting.linear_scan import fit
+
+        # The fit's matrices are small (a few thousand rows × ≤ 160 columns): BLAS threads cost
+        # more in start-up and contention than they save (measured 2-3× slower on 2 busy cores).
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fit(model, scan, **kwargs)
+    if kind == "neural":
+        # The neural head model's latent optimisation (thesis eq. 4.23) plugs in here.
+        raise StudioError("neural-model scan fitting is not available yet")
+    raise StudioError(f"cannot fit a model of kind '{kind}' to a scan")

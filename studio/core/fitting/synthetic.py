@@ -1,0 +1,196 @@
+"""Synthetic scans with a known answer: a model face seen by a depth camera, made noisy.
+
+Used by the tests and ``studio bench fit``. A face with known coefficients is rendered into a
+depth map by a pinhole camera from a random direction in front of it (a z-buffer rasteriser,
+perspective-correct depth at pixel centres), back-projected into points, given Gaussian noise
+and uniformly scattered outliers, and moved by a random similarity transform into a random unit,
+so the fitter faces what a real single-view scanner delivers: a partial, noisy surface in an
+unknown pose, size and unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from studio.core.facemodel import UNIT_TO_MM, Params
+from studio.core.fitting.align import Similarity
+from studio.core.fitting.scan_io import Scan
+
+# Regions a scanner sees on an ICT-like head (skin and eyes, not the inner mouth or the
+# transparent eye shells); models without these regions are rendered whole.
+SEEN_REGIONS = ("face", "head_and_neck", "eyeball_left", "eyeball_right")
+
+
+@dataclass
+class SyntheticScan:
+    scan: Scan  # the points as the fitter gets them (scan unit, random pose)
+    params: Params  # ground-truth coefficients
+    vertices: np.ndarray  # ground-truth vertices in the model frame
+    to_model: Similarity  # scan coordinates → model coordinates (the answer for the pose)
+    depth: np.ndarray  # the clean depth map (model units, 0 = no surface) in the camera frame
+    intrinsics: dict  # fx, fy, cx, cy (pixels) and depth_unit of ``depth``
+
+
+def random_params(model, rng: np.random.Generator, expressions: int = 4, expression_max: float = 0.6) -> Params:
+    """A face the model has not seen: shape from the prior, a few blendshapes partly on."""
+    p = model.sample(rng)
+    for g in model.groups:
+        if g.prior == "box" and g.affects == "position" and g.size:
+            on = rng.choice(g.size, size=min(expressions, g.size), replace=False)
+            v = np.zeros(g.size)
+            v[on] = g.lower[on] + rng.uniform(0, expression_max, on.size) * (g.upper[on] - g.lower[on])
+            p[g.name] = v
+    return p
+
+
+def seen_faces(model) -> np.ndarray:
+    regions = model.meta.regions
+    names = [r for r in SEEN_REGIONS if r in regions]
+    if "face" not in names:
+        return np.asarray(model.faces)
+    keep = np.zeros(model.n_vertices, bool)
+    for r in names:
+        keep[np.asarray(regions[r])] = True
+    return np.asarray(model.faces)[keep[model.faces].all(axis=1)]
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 1.0, 0.0)) -> np.ndarray:
+    """Rows x, y, z of an OpenCV camera (x right, y down, z toward the target) at ``eye``."""
+    z = target - eye
+    z = z / np.linalg.norm(z)
+    y = -(np.asarray(up, float) - np.dot(up, z) * z)
+    y /= np.linalg.norm(y)
+    return np.stack([np.cross(y, z), y, z])
+
+
+def render_depth(vertices: np.ndarray, faces: np.ndarray, cam_r: np.ndarray, eye: np.ndarray, k: dict,
+                 width: int, height: int) -> np.ndarray:
+    """Depth (camera z) at every pixel centre, 0 where no triangle covers it (z-buffer)."""
+    p = (np.asarray(vertices, float) - eye) @ cam_r.T
+    z = p[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = k["fx"] * p[:, 0] / z + k["cx"]
+        v = k["fy"] * p[:, 1] / z + k["cy"]
+    tri = np.asarray(faces, np.int64)
+    tri = tri[(z[tri] > 1e-9).all(axis=1)]
+    x, y = u[tri], v[tri]
+    x0 = np.clip(np.ceil(x.min(1)), 0, width - 1).astype(np.int64)
+    x1 = np.clip(np.floor(x.max(1)), 0, width - 1).astype(np.int64)
+    y0 = np.clip(np.ceil(y.min(1)), 0, height - 1).astype(np.int64)
+    y1 = np.clip(np.floor(y.max(1)), 0, height - 1).astype(np.int64)
+    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
+    ok = (np.abs(area) > 1e-12) & (x1 >= x0) & (y1 >= y0)
+    tri, x, y, x0, y0, area = tri[ok], x[ok], y[ok], x0[ok], y0[ok], area[ok]
+    w, h = (x1[ok] - x0 + 1), (y1[ok] - y0 + 1)
+    cnt = w * h
+    t = np.repeat(np.arange(len(tri)), cnt)
+    offs = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    px = x0[t] + offs % w[t]
+    py = y0[t] + offs // w[t]
+    xa, ya, d = x[t], y[t], area[t]
+    l1 = ((xa[:, 2] - px) * (ya[:, 0] - py) - (xa[:, 0] - px) * (ya[:, 2] - py)) / d
+    l2 = ((xa[:, 0] - px) * (ya[:, 1] - py) - (xa[:, 1] - px) * (ya[:, 0] - py)) / d
+    l0 = 1 - l1 - l2
+    inside = (l0 >= -1e-9) & (l1 >= -1e-9) & (l2 >= -1e-9)
+    t, px, py, l0, l1, l2 = t[inside], px[inside], py[inside], l0[inside], l1[inside], l2[inside]
+    iz = 1.0 / z[tri[t]]  # 1/z is linear in screen space: perspective-correct depth
+    depth = 1.0 / (l0 * iz[:, 0] + l1 * iz[:, 1] + l2 * iz[:, 2])
+    out = np.full(width * height, np.inf)
+    np.minimum.at(out, py * width + px, depth)
+    out[~np.isfinite(out)] = 0.0
+    return out.reshape(height, width)
+
+
+def backproject(depth: np.ndarray, k: dict) -> np.ndarray:
+    v, u = np.nonzero(depth > 0)
+    z = depth[v, u]
+    return np.column_stack([(u - k["cx"]) * z / k["fx"], (v - k["cy"]) * z / k["fy"], z])
+
+
+def synthetic_scan(model, params: Params | None = None, seed: int = 0, n_points: int = 50_000,
+                   noise_mm: float = 0.5, outliers: float = 0.2, yaw: float = 25.0, pitch: float = 15.0,
+                   transform: bool = True, unit: str | None = None,
+                   scale_range: tuple[float, float] = (1.0, 1.0)) -> SyntheticScan:
+    """A single-view depth scan of ``params`` (default: random, unseen) with noise and outliers.
+
+    ``yaw``/``pitch``: the camera direction is drawn within ± these angles of straight ahead.
+    ``transform``: move the result by a random similarity — any rotation, a translation, the
+    change into ``unit`` (default: drawn from m, cm, mm) and a scale drawn from ``scale_range``
+    (1: a metric scanner; wider for scans of arbitrary scale).
+    """
+    rng = np.random.default_rng(seed)
+    params = random_params(model, rng) if params is None else model.check(params)
+    verts = np.asarray(model.vertices(params), np.float64)
+    faces = seen_faces(model)
+    used = np.unique(faces)
+    centre = (verts[used].min(0) + verts[used].max(0)) / 2
+    radius = float(np.linalg.norm(verts[used] - centre, axis=1).max())
+    a, b = np.radians(rng.uniform(-yaw, yaw)), np.radians(rng.uniform(-pitch, pitch))
+    direction = np.array([np.sin(a) * np.cos(b), np.sin(b), np.cos(a) * np.cos(b)])
+    eye = centre + 3.0 * radius * direction
+    cam_r = look_at(eye, centre)
+    n_surface = max(int(round(n_points * (1 - outliers))), 1)
+    size = 256
+    for _ in range(3):  # pick the resolution that gives about n_surface valid pixels
+        f = 0.5 * size / np.tan(np.arcsin(1 / 3.0)) * 0.98
+        k = {"fx": f, "fy": f, "cx": (size - 1) / 2, "cy": (size - 1) / 2}
+        depth = render_depth(verts, faces, cam_r, eye, k, size, size)
+        valid = int((depth > 0).sum())
+        if valid >= n_surface and valid < 1.6 * n_surface:
+            break
+        size = int(np.ceil(size * np.sqrt(1.2 * n_surface / max(valid, 1))))
+    cam_pts = backproject(depth, k)
+    pts = cam_pts @ cam_r + eye  # camera → model frame
+    pick = rng.choice(len(pts), size=min(n_surface, len(pts)), replace=False)
+    pts = pts[pick]
+    mm = UNIT_TO_MM[model.meta.unit]
+    pts = pts + rng.normal(scale=noise_mm / mm, size=pts.shape)
+    n_out = int(round(len(pts) * outliers / max(1 - outliers, 1e-9)))
+    if n_out:
+        lo, hi = pts.min(0), pts.max(0)
+        pad = 0.1 * (hi - lo)
+        pts = np.vstack([pts, rng.uniform(lo - pad, hi + pad, size=(n_out, 3))])
+    pts = pts[rng.permutation(len(pts))]
+    scan_unit = unit or (rng.choice(list(UNIT_TO_MM)) if transform else model.meta.unit)
+    to_scan = Similarity(UNIT_TO_MM[model.meta.unit] / UNIT_TO_MM[scan_unit], np.eye(3), np.zeros(3))
+    if transform:
+        rot = Rotation.random(random_state=rng.integers(2**31)).as_matrix()
+        s = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
+        t = rng.normal(scale=3 * radius, size=3)
+        to_scan = to_scan.compose(Similarity(s, rot, t))
+    scan = Scan(to_scan.apply(pts), unit=scan_unit, kind="points", source="synthetic")
+    intr = dict(k, depth_unit=model.meta.unit, width=size, height=size)
+    return SyntheticScan(scan, params, verts, to_scan.inverse(), depth, intr)
+
+
+def face_like_model(subdivisions: int = 4, name: str = "synthetic-head", n_shape: int = 10, n_expr: int = 4):
+    """A small head-like linear model (mm): an ellipsoid with a nose, smooth random shape
+    components and box-prior 'expressions'. Tests and the bench use it when no real model is
+    imported; unlike a sphere it has one right pose."""
+    import trimesh
+
+    from studio.core.facemodel import ModelMeta, ParamGroup
+    from studio.core.pca import LinearGroup, PCAModel
+
+    rng = np.random.default_rng(0)
+    s = trimesh.creation.icosphere(subdivisions=subdivisions, radius=100.0)
+    v = np.asarray(s.vertices) * np.array([0.75, 1.0, 0.85])
+    v[:, 2] += 25 * np.exp(-((v[:, 0] / 18) ** 2 + ((v[:, 1] + 5) / 30) ** 2)) * (v[:, 2] > 0)  # nose
+    v[:, 2] += 8 * np.exp(-(((np.abs(v[:, 0]) - 35) / 15) ** 2 + ((v[:, 1] - 20) / 10) ** 2)) * (v[:, 2] > 0)
+
+    def smooth(freq):
+        phase = rng.uniform(0, 2 * np.pi, 3)
+        d = np.stack([np.sin(freq[0] * v[:, 0] / 100 + phase[0]) * np.cos(freq[1] * v[:, 1] / 100 + phase[1])
+                      * np.cos(freq[2] * v[:, 2] / 100 + phase[2]) for _ in range(3)], -1)
+        return d * rng.normal(size=3)
+
+    shape = np.stack([smooth(rng.uniform(0.5, 2, 3)) * 3 / (1 + i / 3) for i in range(n_shape)])
+    expr = np.stack([smooth(rng.uniform(1, 3, 3)) * 4 * (v[:, 2:3] > 0) for _ in range(n_expr)])
+    face = np.flatnonzero(v[:, 2] > 20).astype(np.int32)
+    return PCAModel(name, v, np.asarray(s.faces), [
+        LinearGroup(ParamGroup("shape", tuple(f"PC{i + 1}" for i in range(n_shape))), shape),
+        LinearGroup(ParamGroup("expression", tuple(f"E{i}" for i in range(n_expr)), "box"), expr)],
+        meta=ModelMeta(unit="mm", regions={"face": face}))

@@ -1,0 +1,183 @@
+"""Sizes and training settings of the neural head model, as one JSON-able dataclass.
+
+The defaults are the shipped model's. They are chosen so the model trains on 2 CPU cores in about an
+hour and evaluates live on a CPU (measured on the 2-core development machine, eager torch 2.13,
+``torch.set_num_threads(2)``; see ``studio train neural`` / the README for the figures):
+
+* ``id_dim=64``, ``ex_dim=32``: the ICT identity space has 100 PCs of which ~30 carry most of the
+  variance, its expression space 53 sparse blendshapes; 64/32 latent dimensions are plenty and keep
+  the auto-decoder codes cheap to fit.
+* tri-planes ``3 × 16 × 64²``: a slim DCGAN generator (4² → 64², 4 transposed convs) costs ~5 ms
+  per code, against ~40 ms at 128²; 64² texels over the normalised head (≈ 25 cm across [-1, 1])
+  are ≈ 4 mm per texel, and the bilinear features plus the MLP resolve finer than a texel.
+  Bilinear sampling of 3 × 16 channels costs ≈ 0.36 µs per point.
+* decoder ``2 × 64`` hidden units on [Σ planes (16), x (3)]: the full ``sdf`` (bilinear sampling +
+  decoder) measured 35 ms per 40k points (≈ 0.86 µs per point, 2 idle threads; ≈ 1.9 µs with one thread
+  on a loaded machine), so generator + 40k preview queries (a 96³ narrow band) take ≈ 40 ms. The
+  exact softplus is still most of the decoder's time (logaddexp form: 12 ms per 40k × 64 activations
+  against 25 ms for ``F.softplus``; a 64-wide matmul of the same rows is ≈ 7–11 ms).
+* deformation MLP ``3 × 128`` on [x, z_ex, z_id]: ≈ 2.5 µs per point, but it only runs on the canonical
+  mesh's vertices (≈ 65 ms for 26k vertices), never on a volume.
+* Training on 2 cores: ≈ 0.27 s per identity step (8 identities × 3 500 points with second-order
+  gradients) on an idle machine, ≈ 0.35 s per expression step; 1 s on a machine shared with other
+  jobs. Total parameters 0.69 M (≈ 3 MB checkpoint with the latent codes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from studio.core.errors import StudioError
+
+
+@dataclass
+class NeuralConfig:
+    # --- model sizes -------------------------------------------------------------------------
+    id_dim: int = 64                 # identity latent z_id
+    ex_dim: int = 32                 # expression latent z_ex
+    plane_channels: int = 16         # C: feature channels per tri-plane
+    plane_res: int = 64              # R: tri-plane resolution (power of two ≥ gen_base_res)
+    gen_base_res: int = 4            # generator starts from a base_res² feature map
+    gen_channels: tuple = (128, 128, 64, 64, 32)  # channels at base_res, then after each 2× upsampling
+    dec_hidden: int = 64             # decoder hidden width
+    dec_layers: int = 2              # decoder hidden layers
+    def_hidden: int = 128            # deformation MLP width
+    def_layers: int = 3              # deformation MLP hidden layers
+    softplus_beta: float = 100.0     # β of the softplus activations (thesis: 100)
+    init_radius: float = 0.6         # geometric init: the untrained SDF is a sphere of this radius
+
+    # --- training data (from a linear model) ---------------------------------------------------
+    n_train: int = 240               # training identities (seeds train_seed0 .. +n_train-1)
+    train_seed0: int = 0
+    heldout_seed0: int = 100000      # held-out identities for evaluation: seeds from here on
+    n_heldout: int = 50
+    n_expr_per_id: int = 4           # random expressions per training identity
+    expr_active: int = 6             # non-zero blendshape weights per random expression
+    regions: tuple = ("face", "head_and_neck")   # outer surface used for the SDF
+    n_surface: int = 16000           # per identity: surface points with normals
+    n_near: int = 16000              # per identity: near-surface points (half at each σ)
+    near_sigmas: tuple = (0.01, 0.002)  # perturbation std devs, normalised units
+    n_uniform: int = 8000            # per identity: uniform points in the ball of radius 1
+    n_corr: int = 8000               # per (identity, expression): corresponding surface points
+    unit_radius: float = 0.9         # all training heads fit in this radius after normalisation
+
+    # --- optimisation ----------------------------------------------------------------------------
+    batch_ids: int = 8               # identities per step
+    pts_surface: int = 1500          # points per identity per step, by kind
+    pts_near: int = 1500
+    pts_uniform: int = 500
+    lr_model: float = 1e-3
+    lr_latent: float = 3e-3
+    lr_decay: float = 0.3            # multiply lrs by this over each stage (cosine-free, linear in log)
+    id_steps: int = 20000            # step budgets per stage (a --max-minutes time budget splits
+    ex_steps: int = 6000             #   by stage_time_fractions and ends a stage early)
+    render_steps: int = 0            # the optional 2D branch: off in the shipped model
+    stage_time_fractions: tuple = (0.78, 0.22, 0.0)
+    ex_batch: int = 16               # (identity, expression) pairs per expression step
+    ex_pts: int = 1000               # correspondences per pair per step
+    ex_pts_free: int = 300           # uniform points per pair for the deformation penalty
+
+    # loss weights (thesis Table 4.1 / §4.3.3)
+    w_surface: float = 3.0
+    w_normal: float = 1.0
+    w_eikonal: float = 0.1
+    w_nonsurface: float = 0.05
+    nonsurface_alpha: float = 100.0
+    w_near: float = 1.0              # explicit SDF supervision on near-surface points
+    w_uniform: float = 0.3           # explicit SDF supervision on uniform points (distance known)
+    w_tv: float = 1e-3
+    w_plane_l2: float = 1e-4
+    w_latent: float = 1e-3
+    w_corr: float = 10.0
+    w_deform: float = 0.5
+    w_ex_latent: float = 1e-3
+
+    # 2D branch (render2d.py)
+    render_res: int = 64
+    render_samples: int = 32
+    w_render_normal: float = 1.0
+    w_gan: float = 0.05
+    r1_gamma: float = 1.0
+
+    # reconstruction-quality report written at the end of training (quality.py)
+    eval_res: int = 128              # dense marching-cubes grid
+    eval_n: int = 3                  # training and held-out identities measured
+    eval_fit_steps: int = 200        # Adam steps fitting a held-out identity's code
+
+    seed: int = 0
+    checkpoint_minutes: float = 4.0  # write a resumable checkpoint this often
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "NeuralConfig":
+        if not isinstance(d, dict):
+            raise StudioError("neural config must be a JSON object")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise StudioError(f"unknown neural config keys: {', '.join(unknown)}")
+        kw = {}
+        for k, v in d.items():
+            default = known[k].default
+            kw[k] = tuple(v) if isinstance(default, tuple) else v
+        cfg = cls(**kw)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_json_file(cls, path) -> "NeuralConfig":
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except OSError as e:
+            raise StudioError(f"cannot read config {path}: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise StudioError(f"config {path} is not valid JSON: {e.msg} at line {e.lineno}") from None
+        return cls.from_dict(d)
+
+    @property
+    def n_upsample(self) -> int:
+        n = (self.plane_res // self.gen_base_res).bit_length() - 1
+        return n
+
+    def validate(self) -> None:
+        r, b = self.plane_res, self.gen_base_res
+        if b <= 0 or r < b or r % b or (r // b) & (r // b - 1):
+            raise StudioError(f"plane_res {r} must be gen_base_res {b} times a power of two")
+        if len(self.gen_channels) != self.n_upsample + 1:
+            raise StudioError(f"gen_channels needs {self.n_upsample + 1} entries for plane_res {r}")
+        for name in ("id_dim", "ex_dim", "plane_channels", "dec_hidden", "dec_layers", "def_hidden",
+                     "def_layers", "n_train", "batch_ids"):
+            if int(getattr(self, name)) <= 0:
+                raise StudioError(f"neural config {name} must be positive")
+        if len(self.near_sigmas) != 2:
+            raise StudioError("near_sigmas needs two perturbation levels")
+
+    def __post_init__(self):
+        self.gen_channels = tuple(self.gen_channels)
+        self.regions = tuple(self.regions)
+        self.near_sigmas = tuple(self.near_sigmas)
+        self.stage_time_fractions = tuple(self.stage_time_fractions)
+
+
+def tiny_config(**overrides) -> NeuralConfig:
+    """A few-second configuration for tests."""
+    base = dict(id_dim=8, ex_dim=4, plane_channels=4, plane_res=16, gen_base_res=4, gen_channels=(16, 16, 8),
+                dec_hidden=32, dec_layers=2, def_hidden=32, def_layers=2, n_train=4, n_heldout=2,
+                n_expr_per_id=2, n_surface=800, n_near=800, n_uniform=400, n_corr=300, batch_ids=2,
+                pts_surface=200, pts_near=200, pts_uniform=100, ex_batch=4, ex_pts=100, ex_pts_free=50,
+                id_steps=30, ex_steps=10, render_steps=0, render_res=16, render_samples=12, eval_res=24,
+                eval_n=2, eval_fit_steps=10)
+    base.update(overrides)
+    cfg = NeuralConfig(**base)
+    cfg.validate()
+    return cfg

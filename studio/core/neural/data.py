@@ -1,0 +1,307 @@
+"""Training data for the neural head model, made from a linear model (ICT-FaceKit by default).
+
+Recipe (recorded in the checkpoint's meta by ``recipe()``):
+
+* identities: shape coefficients ~ N(0, 1) (σ units) from ``numpy.random.default_rng(seed)``, seeds
+  ``train_seed0 .. train_seed0 + n_train - 1`` for training; seeds from ``heldout_seed0`` on are never
+  trained on (the evaluation fits them);
+* only the outer skin: the triangles whose three vertices lie in ``config.regions`` (ICT: "face" +
+  "head_and_neck"). Eyeballs, eye sockets, mouth socket, teeth are left out: they are separate,
+  interpenetrating shells whose inside/outside is ill-defined; the holes they leave (eyes, mouth
+  opening, neck) are closed smoothly by the generalised winding number;
+* one global normalisation for all heads: ``x = (x_mm - center) / scale`` with the centre of the
+  training heads' bounding boxes and the scale putting every training head inside radius
+  ``unit_radius`` (0.9) — so the ICT head is ≈ 0.21 m per unit;
+* SDF samples per identity (thesis §5.1.2): ``n_surface`` area-uniform surface points with their
+  (barycentrically interpolated) vertex normals; ``n_near`` points perturbed from surface points by
+  N(0, σ²) per coordinate, half at σ = 0.01 (≈ 2 mm: the band the eikonal/normal losses shape) and half
+  at σ = 0.002 (≈ 0.4 mm: pins the zero level set well below the 1 mm F-score threshold); ``n_uniform``
+  points uniform in the unit ball. Near and uniform points get the exact distance to the open mesh
+  (libigl AABB tree) signed by the fast generalised winding number (inside where w > 0.5), so open
+  boundaries never flip a sign outside the head;
+* expressions: ``n_expr_per_id`` per identity, each with ``expr_active`` random blendshapes at
+  U(0, 1) weights. Correspondences: ``n_corr`` random barycentric points on the neutral surface and
+  the same barycentric points on the posed surface (exact: same topology); half of them are pushed
+  off the surface by the same N(0, 0.01²) distance along the neutral and posed normals, so the
+  deformation field is defined in a band around the surface too.
+
+Samples are cached as .npz in ``cache_dir`` (``platformdirs.user_cache_dir("face-studio")/neural`` by
+default), keyed by the model file and the data fields of the config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from studio.core.errors import StudioError
+from studio.core.facemodel import UNIT_TO_MM
+from studio.core.neural.config import NeuralConfig
+from studio.core.progress import ProgressFn, report
+
+DATA_FIELDS = ("n_train", "train_seed0", "n_expr_per_id", "expr_active", "regions", "n_surface", "n_near",
+               "near_sigmas", "n_uniform", "n_corr", "unit_radius")
+CACHE_VERSION = 2
+
+
+@dataclass
+class TrainingData:
+    """All arrays float32 in normalised units; index i over identities, (i, j) over expressions."""
+
+    surface: np.ndarray      # (n_id, S, 3)
+    normals: np.ndarray      # (n_id, S, 3)
+    near: np.ndarray         # (n_id, M, 3)
+    near_sdf: np.ndarray     # (n_id, M)
+    uniform: np.ndarray      # (n_id, U, 3)
+    uniform_sdf: np.ndarray  # (n_id, U)
+    corr_src: np.ndarray     # (n_id, n_ex, K, 3) canonical points
+    corr_dst: np.ndarray     # (n_id, n_ex, K, 3) the same points posed
+    center: np.ndarray       # (3,) mm
+    scale: float             # mm per unit
+    seeds: np.ndarray        # (n_id,) identity seeds
+    expr_weights: np.ndarray  # (n_id, n_ex, n_blend)
+
+    @property
+    def n_ids(self) -> int:
+        return self.surface.shape[0]
+
+
+def surface_submesh(model, regions) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex ids and re-indexed triangles of the model's triangles lying wholly in ``regions``."""
+    if not regions:
+        return np.arange(len(model.mean)), np.asarray(model.faces, np.int64)
+    missing = [r for r in regions if r not in model.meta.regions]
+    if missing:
+        raise StudioError(f"model {model.name} has no region {missing[0]!r} (has: "
+                          f"{', '.join(model.meta.regions) or 'none'})")
+    ids = np.unique(np.concatenate([model.meta.regions[r] for r in regions]))
+    faces = np.asarray(model.faces)
+    keep = np.all(np.isin(faces, ids), axis=1)
+    used = np.unique(faces[keep])
+    remap = -np.ones(len(model.mean), np.int64)
+    remap[used] = np.arange(len(used))
+    return used, remap[faces[keep]]
+
+
+def identity_params(model, seed: int) -> np.ndarray:
+    """The shape coefficients (σ units) of identity ``seed``: N(0, 1) from default_rng(seed)."""
+    g = _shape_group(model)
+    return np.random.default_rng(seed).standard_normal(g.size)
+
+
+def _shape_group(model):
+    for g in model.groups:
+        if g.prior == "normal" and g.affects == "position":
+            return g
+    raise StudioError(f"model {model.name} has no identity (normal-prior shape) parameters")
+
+
+def _expr_group(model):
+    for g in model.groups:
+        if g.prior == "box" and g.affects == "position":
+            return g
+    return None
+
+
+def identity_mesh_mm(model, seed: int, regions, expression: Optional[np.ndarray] = None):
+    """(vertices in mm, triangles) of identity ``seed``'s outer surface, optionally posed."""
+    used, faces = surface_submesh(model, regions)
+    params = {_shape_group(model).name: identity_params(model, seed)}
+    eg = _expr_group(model)
+    if expression is not None and eg is not None:
+        params[eg.name] = expression
+    v = model.vertices(model.check(params))[used].astype(np.float64) * UNIT_TO_MM[model.meta.unit]
+    return v, faces
+
+
+def vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # area-weighted
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, f[:, k], fn)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+def sample_barycentric(v: np.ndarray, f: np.ndarray, count: int, rng: np.random.Generator):
+    """Area-uniform surface samples as (face index, barycentric weights)."""
+    area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
+    fi = rng.choice(len(f), size=count, p=area / area.sum())
+    r1, r2 = rng.random(count), rng.random(count)
+    s = np.sqrt(r1)
+    bary = np.stack([1 - s, s * (1 - r2), s * r2], axis=1)
+    return fi, bary
+
+
+def interpolate(values: np.ndarray, f: np.ndarray, fi: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    return np.einsum("nk,nkd->nd", bary, values[f[fi]])
+
+
+def signed_distance(points: np.ndarray, v: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Exact distance to the (open) triangle mesh, negative where the generalised winding number > 0.5.
+
+    (Not ``igl.signed_distance(..., FAST_WINDING_NUMBER)``: it multiplies the distance by the
+    continuous 1 − 2w, which shrinks distances wherever an open mesh's w is not exactly 0 or 1.)
+    """
+    import igl
+
+    p = np.ascontiguousarray(points, np.float64)
+    v = np.ascontiguousarray(v, np.float64)
+    f = np.ascontiguousarray(f, np.int64)
+    sq, _, _ = igl.point_mesh_squared_distance(p, v, f)
+    inside = igl.fast_winding_number(v, f, p) > 0.5
+    return np.where(inside, -1.0, 1.0) * np.sqrt(sq)
+
+
+def winding_number(points: np.ndarray, v: np.ndarray, f: np.ndarray) -> np.ndarray:
+    import igl
+
+    return igl.fast_winding_number(np.ascontiguousarray(v, np.float64), np.ascontiguousarray(f, np.int64),
+                                   np.ascontiguousarray(points, np.float64))
+
+
+def sdf_samples(v: np.ndarray, f: np.ndarray, cfg: NeuralConfig, rng: np.random.Generator) -> dict:
+    """Surface/normal, near-surface and uniform SDF samples of one normalised mesh (thesis §5.1.2)."""
+    vn = vertex_normals(v, f)
+    fi, bary = sample_barycentric(v, f, cfg.n_surface, rng)
+    surf = interpolate(v, f, fi, bary)
+    nrm = interpolate(vn, f, fi, bary)
+    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
+    fi2, bary2 = sample_barycentric(v, f, cfg.n_near, rng)
+    base = interpolate(v, f, fi2, bary2)
+    half = cfg.n_near // 2
+    sig = np.where(np.arange(cfg.n_near) < half, cfg.near_sigmas[0], cfg.near_sigmas[1])[:, None]
+    near = base + rng.standard_normal(base.shape) * sig
+    uni = rng.standard_normal((cfg.n_uniform, 3))
+    uni *= (rng.random(cfg.n_uniform) ** (1 / 3) / np.linalg.norm(uni, axis=1))[:, None]
+    d = signed_distance(np.vstack([near, uni]), v, f)
+    return {"surface": surf, "normals": nrm, "near": near, "near_sdf": d[:len(near)], "uniform": uni,
+            "uniform_sdf": d[len(near):]}
+
+
+def random_expression(n_blend: int, active: int, rng: np.random.Generator) -> np.ndarray:
+    w = np.zeros(n_blend)
+    idx = rng.choice(n_blend, size=min(active, n_blend), replace=False)
+    w[idx] = rng.random(len(idx))
+    return w
+
+
+def correspondences(v0: np.ndarray, v1: np.ndarray, f: np.ndarray, count: int, rng: np.random.Generator,
+                    band: float = 0.01):
+    """The same barycentric points on the neutral (v0) and posed (v1) surfaces; half pushed off along
+    their normals by the same signed distance."""
+    fi, bary = sample_barycentric(v0, f, count, rng)
+    src, dst = interpolate(v0, f, fi, bary), interpolate(v1, f, fi, bary)
+    n0 = interpolate(vertex_normals(v0, f), f, fi, bary)
+    n1 = interpolate(vertex_normals(v1, f), f, fi, bary)
+    n0 /= np.maximum(np.linalg.norm(n0, axis=1, keepdims=True), 1e-12)
+    n1 /= np.maximum(np.linalg.norm(n1, axis=1, keepdims=True), 1e-12)
+    off = rng.standard_normal(count) * band
+    off[: count // 2] = 0.0
+    return src + off[:, None] * n0, dst + off[:, None] * n1
+
+
+def normalisation(model, cfg: NeuralConfig) -> tuple[np.ndarray, float]:
+    """One centre (mm) and scale (mm per unit) for all heads: every training head within unit_radius."""
+    boxes, verts = [], []
+    for i in range(cfg.n_train):
+        v, _ = identity_mesh_mm(model, cfg.train_seed0 + i, cfg.regions)
+        boxes.append((v.min(0) + v.max(0)) / 2)
+        verts.append(v)
+    center = np.mean(boxes, axis=0)
+    radius = max(float(np.linalg.norm(v - center, axis=1).max()) for v in verts)
+    return center, radius / cfg.unit_radius
+
+
+def recipe(cfg: NeuralConfig, model_name: str) -> dict:
+    return {
+        "source_model": model_name,
+        "identities": f"shape coefficients ~ N(0,1) (sigma units) from numpy default_rng(seed)",
+        "train_seeds": [cfg.train_seed0, cfg.train_seed0 + cfg.n_train - 1],
+        "heldout_seeds": [cfg.heldout_seed0, cfg.heldout_seed0 + cfg.n_heldout - 1],
+        "heldout_note": "held-out seeds were never used in training; evaluate on them",
+        "regions": list(cfg.regions),
+        "expressions": f"{cfg.n_expr_per_id} per identity, {cfg.expr_active} random blendshapes at U(0,1) "
+                       "from default_rng(seed + 7_000_003)",
+        "sdf_samples": {"surface": cfg.n_surface, "near": cfg.n_near, "near_sigmas": list(cfg.near_sigmas),
+                        "uniform_ball": cfg.n_uniform, "sign": "fast generalised winding number > 0.5 is inside",
+                        "distance": "exact point-triangle distance (libigl AABB)"},
+        "correspondences": cfg.n_corr,
+        "normalisation": f"x = (x_mm - center) / scale, all training heads inside radius {cfg.unit_radius}",
+    }
+
+
+def cache_key(model_path: str, cfg: NeuralConfig) -> str:
+    p = Path(model_path)
+    st = p.stat() if p.exists() else None
+    key = {"v": CACHE_VERSION, "model": str(p.resolve()) if st else model_path,
+           "size": st.st_size if st else 0, "mtime": st.st_mtime if st else 0,
+           "cfg": {k: getattr(cfg, k) for k in DATA_FIELDS}}
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("face-studio")) / "neural"
+
+
+def build_training_data(model, cfg: NeuralConfig, progress: ProgressFn | None = None) -> TrainingData:
+    """Sample SDF data and correspondences for cfg.n_train identities of ``model``."""
+    report(progress, 0.0, "normalising heads")
+    center, scale = normalisation(model, cfg)
+    eg = _expr_group(model)
+    n_blend = eg.size if eg is not None else 0
+    n_ex = cfg.n_expr_per_id if n_blend else 0
+    out = {k: [] for k in ("surface", "normals", "near", "near_sdf", "uniform", "uniform_sdf", "corr_src",
+                           "corr_dst", "expr_weights")}
+    seeds = np.arange(cfg.train_seed0, cfg.train_seed0 + cfg.n_train)
+    for i, seed in enumerate(seeds):
+        rng = np.random.default_rng(int(seed) + 1_000_003)
+        v_mm, f = identity_mesh_mm(model, int(seed), cfg.regions)
+        v = (v_mm - center) / scale
+        for k, a in sdf_samples(v, f, cfg, rng).items():
+            out[k].append(a.astype(np.float32))
+        erng = np.random.default_rng(int(seed) + 7_000_003)
+        srcs, dsts, ws = [], [], []
+        for _ in range(n_ex):
+            w = random_expression(n_blend, cfg.expr_active, erng)
+            vp = (identity_mesh_mm(model, int(seed), cfg.regions, w)[0] - center) / scale
+            s, d = correspondences(v, vp, f, cfg.n_corr, rng)
+            srcs.append(s), dsts.append(d), ws.append(w)
+        out["corr_src"].append(np.array(srcs, np.float32).reshape(n_ex, cfg.n_corr, 3))
+        out["corr_dst"].append(np.array(dsts, np.float32).reshape(n_ex, cfg.n_corr, 3))
+        out["expr_weights"].append(np.array(ws, np.float32).reshape(n_ex, n_blend))
+        report(progress, (i + 1) / len(seeds), f"training data {i + 1}/{len(seeds)}")
+    arrays = {k: np.stack(v) for k, v in out.items()}
+    return TrainingData(center=center, scale=float(scale), seeds=seeds, **arrays)
+
+
+def load_or_build(model, model_path: str, cfg: NeuralConfig, cache_dir=None,
+                  progress: ProgressFn | None = None) -> TrainingData:
+    """Cached ``build_training_data``: an .npz per (model file, data config)."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = cache_dir / f"samples-{cache_key(model_path, cfg)}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as z:
+                d = {k: z[k] for k in z.files}
+            return TrainingData(center=d.pop("center"), scale=float(d.pop("scale")), **d)
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)  # a broken cache file is rebuilt, not fatal
+    data = build_training_data(model, cfg, progress)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, center=data.center, scale=np.float64(data.scale),
+                 **{k: getattr(data, k) for k in ("surface", "normals", "near", "near_sdf", "uniform",
+                                                   "uniform_sdf", "corr_src", "corr_dst", "seeds",
+                                                   "expr_weights")})
+        tmp.replace(path)
+    except OSError:
+        pass  # caching is an optimisation only
+    return data

@@ -1,0 +1,384 @@
+"""The multi-stage training loop of the neural head model (auto-decoder, DeepSDF/NPHM style).
+
+Stages (``NeuralConfig``):
+  1. ``identity``: tri-plane generator + SDF decoder + one code per training identity, on the neutral
+     SDF samples (losses of thesis Table 4.1);
+  2. ``expression``: the forward deformation field + one code per (identity, expression), identity
+     codes frozen (correspondence, deformation penalty and latent losses, §4.3.3). The zero expression
+     code is trained to mean "no deformation" (the neutral pose), so z_ex = 0 is the neutral slider;
+  3. ``render`` (optional, ``render_steps > 0``): the 2D branch of ``render2d.py``.
+
+Each stage has a step budget; with ``max_minutes`` the wall time is split by
+``stage_time_fractions`` and a stage also ends when its share is spent. Learning rates decay
+exponentially to ``lr_decay`` × their start over a stage.
+
+The run folder holds ``train_state.pt`` (resumable: model, codes, optimisers, stage, step, elapsed time,
+loss history; written atomically every ``checkpoint_minutes`` and loaded with ``weights_only=True``),
+``neural_head.safetensors`` (the exported model, same cadence), ``loss.csv``, ``loss.png``,
+``config.json`` and at the end ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio.core import atomic
+from studio.core.errors import StudioError
+from studio.core.neural import losses as L
+from studio.core.neural.checkpoint import FILE_NAME, NeuralCheckpoint, latent_stats, save_checkpoint
+from studio.core.neural.config import NeuralConfig
+from studio.core.neural.data import TrainingData, recipe
+from studio.core.neural.model import NeuralHead
+from studio.core.progress import ProgressFn, report
+
+STAGES = ("identity", "expression", "render")
+STATE_FILE = "train_state.pt"
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Trainer:
+    def __init__(self, cfg: NeuralConfig, data: TrainingData, out_dir: Path, device: torch.device,
+                 meta: dict | None = None):
+        self.cfg, self.data, self.out, self.device = cfg, data, Path(out_dir), device
+        self.meta = dict(meta or {})
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
+        self.model = NeuralHead(cfg).to(device)
+        n_ex = data.corr_src.shape[1]
+        self.n_ex = n_ex
+        self.id_codes = torch.nn.Parameter(torch.randn(data.n_ids, cfg.id_dim, generator=self.gen).mul_(0.01)
+                                           .to(device))
+        self.ex_codes = torch.nn.Parameter(torch.randn(data.n_ids * max(n_ex, 1), cfg.ex_dim,
+                                                       generator=self.gen).mul_(0.01).to(device))
+        t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
+        self.t = {k: t(getattr(data, k)) for k in ("surface", "normals", "near", "near_sdf", "uniform",
+                                                    "uniform_sdf", "corr_src", "corr_dst")}
+        self.opt_id = torch.optim.Adam([{"params": self.model.generator.parameters(), "lr": cfg.lr_model},
+                                        {"params": self.model.decoder.parameters(), "lr": cfg.lr_model},
+                                        {"params": [self.id_codes], "lr": cfg.lr_latent}])
+        self.opt_ex = torch.optim.Adam([{"params": self.model.deformer.parameters(), "lr": cfg.lr_model},
+                                        {"params": [self.ex_codes], "lr": cfg.lr_latent}])
+        self.render = None
+        if cfg.render_steps > 0:
+            from studio.core.neural.render2d import RenderBranch
+            self.render = RenderBranch(cfg, self.model, device)
+        self.stage = 0
+        self.step = 0          # within the stage
+        self.total_steps = 0
+        self.elapsed = 0.0     # training seconds so far (all stages, across resumes)
+        self.stage_elapsed = 0.0
+        self.history: list[dict] = []
+
+    # -- sampling -------------------------------------------------------------------------------
+    def _pick(self, arr: torch.Tensor, idx: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        j = torch.randint(0, arr.shape[1], (len(idx), count), generator=self.gen).to(self.device)
+        return j, idx[:, None].to(self.device)
+
+    def _gather(self, name: str, ii, jj):
+        return self.t[name][ii, jj]
+
+    # -- one identity step -------------------------------------------------------------------------
+    def identity_losses(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        z = self.id_codes[idx.to(self.device)]
+        planes = self.model.planes(z)
+        js, ii = self._pick(self.t["surface"], idx, cfg.pts_surface)
+        jn, _ = self._pick(self.t["near"], idx, cfg.pts_near)
+        ju, _ = self._pick(self.t["uniform"], idx, cfg.pts_uniform)
+        xs, ns = self.t["surface"][ii, js], self.t["normals"][ii, js]
+        xn, dn = self.t["near"][ii, jn], self.t["near_sdf"][ii, jn]
+        xu, du = self.t["uniform"][ii, ju], self.t["uniform_sdf"][ii, ju]
+        x = torch.cat([xs, xn, xu], dim=1).requires_grad_(True)
+        f = self.model.sdf(x, planes)
+        g = L.gradient(f, x)
+        a, b = cfg.pts_surface, cfg.pts_surface + cfg.pts_near
+        return {
+            "surface": L.surface_sdf(f[:, :a]),
+            "normal": L.surface_normal(g[:, :a], ns),
+            "eikonal": L.eikonal(g[:, a:]),
+            "nonsurface": L.non_surface(f[:, b:], cfg.nonsurface_alpha),
+            "near": L.sdf_supervision(f[:, a:b], dn),
+            "uniform": L.sdf_supervision(f[:, b:], du),
+            "tv": L.tv(planes),
+            "plane_l2": L.plane_l2(planes),
+            "latent": L.latent_l2(z),
+        }
+
+    def identity_weights(self) -> dict[str, float]:
+        c = self.cfg
+        return {"surface": c.w_surface, "normal": c.w_normal, "eikonal": c.w_eikonal,
+                "nonsurface": c.w_nonsurface, "near": c.w_near, "uniform": c.w_uniform, "tv": c.w_tv,
+                "plane_l2": c.w_plane_l2, "latent": c.w_latent}
+
+    # -- one expression step -----------------------------------------------------------------------
+    def expression_losses(self, pair: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        ids = pair // self.n_ex
+        exs = pair % self.n_ex
+        z_id = self.id_codes[ids.to(self.device)].detach()
+        z_ex = self.ex_codes[pair.to(self.device)]
+        k = torch.randint(0, self.t["corr_src"].shape[2], (len(pair), cfg.ex_pts), generator=self.gen)
+        ii, ee = ids[:, None].to(self.device), exs[:, None].to(self.device)
+        k = k.to(self.device)
+        src, dst = self.t["corr_src"][ii, ee, k], self.t["corr_dst"][ii, ee, k]
+        # Free points: ball samples at least 0.1 (≈ 2 cm) from the surface should not move.
+        ju = torch.randint(0, self.t["uniform"].shape[1], (len(pair), cfg.ex_pts_free), generator=self.gen)
+        ju = ju.to(self.device)
+        xu, du = self.t["uniform"][ii, ju], self.t["uniform_sdf"][ii, ju]
+        far = (du.abs() > 0.1).float()
+        n_corr = src.shape[1]
+        x = torch.cat([src, xu], dim=1)
+        delta = self.model.deform(x, z_ex, z_id)
+        # The zero code is the neutral pose: Δ(x; 0, z_id) = 0 on the same points.
+        delta0 = self.model.deform(src[:, : cfg.ex_pts_free], torch.zeros_like(z_ex), z_id)
+        free = (delta[:, n_corr:].norm(dim=-1) * far).sum() / far.sum().clamp_min(1.0)
+        return {
+            "corr": L.correspondence(src, delta[:, :n_corr], dst),
+            "deform": free + L.deformation_penalty(delta0),
+            "ex_latent": L.latent_l2(z_ex),
+        }
+
+    def expression_weights(self) -> dict[str, float]:
+        c = self.cfg
+        return {"corr": c.w_corr, "deform": c.w_deform, "ex_latent": c.w_ex_latent}
+
+    # -- schedule -------------------------------------------------------------------------------
+    def stage_budget(self, max_minutes: float | None) -> tuple[int, float]:
+        c = self.cfg
+        steps = (c.id_steps, c.ex_steps if self.n_ex else 0, c.render_steps)[self.stage]
+        secs = math.inf
+        if max_minutes is not None:
+            secs = max_minutes * 60.0 * c.stage_time_fractions[self.stage]
+        return steps, secs
+
+    def set_lr(self, frac: float) -> None:
+        f = self.cfg.lr_decay ** min(max(frac, 0.0), 1.0)
+        opt = self.opt_id if self.stage == 0 else self.opt_ex
+        if self.stage == 2 and self.render is not None:
+            opt = self.render.opt
+        for gi, group in enumerate(opt.param_groups):
+            base = group.setdefault("base_lr", group["lr"])
+            group["lr"] = base * f
+
+    def run(self, max_minutes: float | None = None, progress: ProgressFn | None = None,
+            log_every: int = 25) -> None:
+        """Train until every stage's budget is spent (or max_minutes); checkpoints as it goes."""
+        last_ckpt = time.monotonic()
+        acc: dict[str, float] = {}
+        n_acc = 0
+        total_budget = max_minutes * 60.0 if max_minutes is not None else None
+        while self.stage < len(STAGES):
+            if total_budget is not None and self.elapsed >= total_budget:
+                break
+            steps, secs = self.stage_budget(max_minutes)
+            if self.stage == 2 and self.render is None:
+                steps = 0
+            if self.step >= steps or self.stage_elapsed >= secs:
+                if n_acc:  # log the stage's last steps before its terms mix with the next stage's
+                    row = {"stage": STAGES[self.stage], "step": self.step, "total_steps": self.total_steps,
+                           "elapsed_s": round(self.elapsed, 2)}
+                    row.update({k: v / n_acc for k, v in acc.items()})
+                    self.history.append(row)
+                    acc, n_acc = {}, 0
+                self.stage += 1
+                self.step, self.stage_elapsed = 0, 0.0
+                continue
+            t0 = time.monotonic()
+            frac = max(self.step / max(steps, 1), self.stage_elapsed / secs if secs < math.inf else 0.0)
+            self.set_lr(frac)
+            terms, total = self.train_step()
+            dt = time.monotonic() - t0
+            self.elapsed += dt
+            self.stage_elapsed += dt
+            self.step += 1
+            self.total_steps += 1
+            for k, v in terms.items():
+                acc[k] = acc.get(k, 0.0) + v
+            acc["total"] = acc.get("total", 0.0) + total
+            n_acc += 1
+            if n_acc >= log_every or self.step >= steps:
+                row = {"stage": STAGES[self.stage], "step": self.step, "total_steps": self.total_steps,
+                       "elapsed_s": round(self.elapsed, 2)}
+                row.update({k: v / n_acc for k, v in acc.items()})
+                self.history.append(row)
+                acc, n_acc = {}, 0
+                self.write_log()
+            overall = self.progress_fraction(max_minutes)
+            report(progress, overall, f"{STAGES[self.stage]} {self.step}/{steps} loss {total:.4f}")
+            if time.monotonic() - last_ckpt > self.cfg.checkpoint_minutes * 60:
+                self.save()
+                last_ckpt = time.monotonic()
+        if n_acc:  # the steps since the last logged row
+            row = {"stage": STAGES[min(self.stage, len(STAGES) - 1)], "step": self.step,
+                   "total_steps": self.total_steps, "elapsed_s": round(self.elapsed, 2)}
+            row.update({k: v / n_acc for k, v in acc.items()})
+            self.history.append(row)
+        self.save()
+        self.write_log(plot=True)
+
+    def progress_fraction(self, max_minutes) -> float:
+        c = self.cfg
+        budgets = [c.id_steps, c.ex_steps if self.n_ex else 0, c.render_steps if self.render else 0]
+        done = sum(budgets[: self.stage]) + self.step
+        frac = done / max(sum(budgets), 1)
+        if max_minutes:
+            frac = max(frac, self.elapsed / (max_minutes * 60.0))
+        return min(frac, 1.0)
+
+    def train_step(self) -> tuple[dict[str, float], float]:
+        self.model.train()
+        if self.stage == 0:
+            idx = torch.randperm(self.data.n_ids, generator=self.gen)[: self.cfg.batch_ids]
+            terms = self.identity_losses(idx)
+            weights = self.identity_weights()
+            opt = self.opt_id
+        elif self.stage == 1:
+            pair = torch.randint(0, self.data.n_ids * self.n_ex, (self.cfg.ex_batch,), generator=self.gen)
+            terms = self.expression_losses(pair)
+            weights = self.expression_weights()
+            opt = self.opt_ex
+        else:
+            idx = torch.randperm(self.data.n_ids, generator=self.gen)[: max(1, self.cfg.batch_ids // 2)]
+            return self.render.step(idx, self.id_codes, self.t, self.gen)
+        total = sum(weights[k] * v for k, v in terms.items())
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        return {k: float(v.detach()) for k, v in terms.items()}, float(total.detach())
+
+    # -- persistence --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        state = {"model": self.model.state_dict(), "id_codes": self.id_codes.detach().cpu(),
+                 "ex_codes": self.ex_codes.detach().cpu(), "opt_id": self.opt_id.state_dict(),
+                 "opt_ex": self.opt_ex.state_dict(), "stage": self.stage, "step": self.step,
+                 "total_steps": self.total_steps, "elapsed": self.elapsed, "stage_elapsed": self.stage_elapsed,
+                 "history_json": json.dumps(self.history), "config_json": json.dumps(self.cfg.to_dict()),
+                 "rng": self.gen.get_state()}
+        if self.render is not None:
+            state["render"] = self.render.state_dict()
+        return state
+
+    def load_state_dict(self, s: dict) -> None:
+        self.model.load_state_dict(s["model"])
+        with torch.no_grad():
+            self.id_codes.copy_(s["id_codes"].to(self.device))
+            self.ex_codes.copy_(s["ex_codes"].to(self.device))
+        self.opt_id.load_state_dict(s["opt_id"])
+        self.opt_ex.load_state_dict(s["opt_ex"])
+        self.stage, self.step, self.total_steps = int(s["stage"]), int(s["step"]), int(s["total_steps"])
+        self.elapsed, self.stage_elapsed = float(s["elapsed"]), float(s["stage_elapsed"])
+        self.history = json.loads(s["history_json"])
+        self.gen.set_state(s["rng"])
+        if self.render is not None and "render" in s:
+            self.render.load_state_dict(s["render"])
+
+    def checkpoint(self) -> NeuralCheckpoint:
+        stats = {"center": np.asarray(self.data.center, np.float64), "scale": float(self.data.scale)}
+        stats.update(latent_stats(self.id_codes.detach().cpu().numpy(), "id"))
+        stats.update(latent_stats(self.ex_codes.detach().cpu().numpy(), "ex"))
+        stats["train_id_codes"] = self.id_codes.detach().cpu().numpy().astype(np.float32)
+        stats["train_ex_codes"] = self.ex_codes.detach().cpu().numpy().astype(np.float32)
+        meta = dict(self.meta)
+        meta.update({"stage_reached": STAGES[min(self.stage, len(STAGES) - 1)], "total_steps": self.total_steps,
+                     "training_seconds": round(self.elapsed, 1), "device": str(self.device),
+                     "train_ex_codes_layout": "row i * n_expr_per_id + j = identity i, expression j",
+                     "final_losses": self.history[-1] if self.history else {}})
+        return NeuralCheckpoint(self.model, self.cfg, stats, meta)
+
+    def save(self) -> None:
+        buf = io.BytesIO()
+        torch.save(self.state_dict(), buf)
+        atomic.write_bytes(self.out / STATE_FILE, buf.getvalue(), force=True)
+        save_checkpoint(self.out / FILE_NAME, self.checkpoint(), force=True)
+
+    def write_log(self, plot: bool = False) -> None:
+        if not self.history:
+            return
+        keys = ["stage", "step", "total_steps", "elapsed_s", "total"]
+        for row in self.history:
+            keys += [k for k in row if k not in keys]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(self.history)
+        atomic.write_text(self.out / "loss.csv", buf.getvalue(), force=True)
+        if plot:
+            plot_losses(self.history, self.out / "loss.png")
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = [s for s in STAGES if any(r["stage"] == s for r in history)]
+    fig, axes = plt.subplots(1, len(stages), figsize=(6 * len(stages), 4), squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        rows = [r for r in history if r["stage"] == stage]
+        xs = [r["total_steps"] for r in rows]
+        for k in rows[-1]:
+            if k in ("stage", "step", "total_steps", "elapsed_s"):
+                continue
+            ys = [max(r.get(k, float("nan")), 1e-8) for r in rows]
+            ax.plot(xs, ys, label=k, lw=2.0 if k == "total" else 1.0)
+        ax.set_yscale("log")
+        ax.set_title(f"{stage} stage")
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic.write_bytes(path, buf.getvalue(), force=True)
+
+
+def train(data: TrainingData, cfg: NeuralConfig, out_dir, resume: bool = False, max_minutes: float | None = None,
+          device: str | None = None, meta: dict | None = None, progress: ProgressFn | None = None,
+          log_every: int = 25) -> Trainer:
+    """Train (or continue training) into ``out_dir``; returns the trainer (model, codes, history)."""
+    out = Path(out_dir)
+    state_path = out / STATE_FILE
+    if resume:
+        if not state_path.is_file():
+            raise StudioError(f"nothing to resume in {out} (no {STATE_FILE})")
+    elif state_path.exists() or (out / FILE_NAME).exists():
+        raise StudioError(f"{out} already holds a training run; pass --resume to continue it or choose "
+                          "another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    dev = pick_device(device)
+    trainer = Trainer(cfg, data, out, dev, meta)
+    if resume:
+        try:
+            state = torch.load(state_path, map_location=dev, weights_only=True)
+        except Exception:
+            raise StudioError(f"{state_path} is not a readable training state") from None
+        saved_cfg = NeuralConfig.from_dict(json.loads(state["config_json"]))  # newer keys take defaults
+        if saved_cfg != cfg:
+            raise StudioError(f"the config differs from the one {out} was trained with; resume with the same "
+                              "--config")
+        trainer.load_state_dict(state)
+    else:
+        atomic.write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2), force=True)
+    trainer.run(max_minutes, progress, log_every)
+    return trainer
+
+
+def default_meta(cfg: NeuralConfig, model, data: TrainingData) -> dict:
+    return {"attribution": getattr(model.meta, "attribution", ""), "source_model": model.name,
+            "source_unit": model.meta.unit, "recipe": recipe(cfg, model.name),
+            "units": "x_mm = x_model * scale + center (center in mm, scale in mm per model unit)",
+            "torch": torch.__version__}

@@ -1,0 +1,242 @@
+"""Tie MediaPipe's 478 landmarks to a model's surface, automatically, once per model.
+
+The model's mean face is rendered frontally (skin albedo, eyes and mouth tinted by region names,
+soft light), MediaPipe runs on the render, and every detected point is back-projected onto the
+mesh through the rasteriser's triangle-id and barycentric buffers: landmark i becomes
+``Σ_k bary[i, k] · vertex[tri_vertices[i, k]]`` on any face of the model. A first render frames the
+whole mesh to find the face; a second one frames the face so it fills most of the image.
+
+The result is stored beside the model (``models/<name>/photo_embedding.npz``, written atomically)
+with the model file's size and modification time, and recomputed when missing or stale; models
+that are not in the store (built in memory) keep it in a per-process cache.
+
+Models that carry the 68 iBUG landmarks (ICT does, ``meta.landmarks["ibug68"]``) also get them
+as exact vertex correspondences for the 68 points MediaPipe maps to by the standard table.
+"""
+
+from __future__ import annotations
+
+import io
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from studio.core import store
+from studio.core.errors import StudioError
+from studio.core.photo import shading
+from studio.core.photo.camera import Camera, default_focal
+from studio.core.photo.landmarks import N_POINTS, MP_TO_IBUG68, detect_faces
+from studio.core.photo.raster import Fragments
+
+VERSION = 1
+FILE = "photo_embedding.npz"
+RENDER_SIZE = 512
+N_MESH_POINTS = 468  # 468..477 are the irises: they sit on the eyeballs, not on the face surface
+
+_memory: dict[int, tuple] = {}  # id(model) → (weak reference to the model, Embedding)
+
+
+def _cached(model):
+    hit = _memory.get(id(model))
+    return hit[1] if hit is not None and hit[0]() is model else None
+
+
+def _remember(model, emb):
+    _memory[id(model)] = (weakref.ref(model, lambda _r, k=id(model): _memory.pop(k, None)), emb)
+
+
+@dataclass
+class Embedding:
+    tri_vertices: np.ndarray  # (478, 3) int vertex ids of the triangle each landmark lies on
+    bary: np.ndarray  # (478, 3) barycentric weights
+    valid: np.ndarray  # (478,) bool: landmark lies on the face surface of the model
+
+    def points(self, vertices: np.ndarray) -> np.ndarray:
+        """3-D positions of the 478 landmarks on a face of the model (invalid ones too)."""
+        return np.einsum("lk,lkd->ld", self.bary, np.asarray(vertices)[self.tri_vertices])
+
+
+def _first_region(model, names) -> np.ndarray | None:
+    for n in names:
+        ids = model.meta.regions.get(n)
+        if ids is not None and len(ids):
+            return np.asarray(ids, np.int64)
+    return None
+
+
+def fit_region(model) -> np.ndarray:
+    """Vertices compared with the photo: the front of the face (ICT: "narrow_face_area")."""
+    ids = _first_region(model, ("narrow_face_area", "face", "full_face_area", "front"))
+    return np.arange(model.n_vertices) if ids is None else ids
+
+
+def landmark_region(model) -> np.ndarray:
+    """Vertices landmarks may land on: the face skin (ICT: "face"), not eyes, teeth or scalp shells."""
+    ids = _first_region(model, ("face", "full_face_area", "narrow_face_area", "front"))
+    return np.arange(model.n_vertices) if ids is None else ids
+
+
+def _frame(vertices, focal, size, centre, extent):
+    d = focal * extent / (0.62 * size)
+    return Camera(size, size, focal, np.zeros(3), np.array([-centre[0], -centre[1], -vertices[:, 2].max() - d]))
+
+
+def _render(model, camera):
+    v = np.asarray(model.mean, float)
+    img, frags = shading.render_image(v, shading.drawable_faces(model), shading.default_albedo(model),
+                                      shading.ambient_light(0.5, 0.55, (0.2, 0.3, 1.0)), camera)
+    return (img * 255 + 0.5).astype(np.uint8), frags
+
+
+def compute(model, progress=None) -> Embedding:
+    """Render, detect, back-project (about a second)."""
+    from studio.core.progress import report
+
+    v = np.asarray(model.mean, float)
+    faces = shading.drawable_faces(model)
+    size = RENDER_SIZE
+    f = default_focal(size, size)
+    used = np.unique(faces)
+    centre = (v[used].min(0) + v[used].max(0)) / 2
+    camera = _frame(v, f, size, centre, float(np.ptp(v[used][:, :2], 0).max()) * 0.62)
+    report(progress, 0.2, "finding the model's face")
+    img, frags = _render(model, camera)
+    found = detect_faces(img)
+    if not found:
+        raise StudioError(f"MediaPipe finds no face in a render of model '{model.name}''s mean face, so its "
+                          "landmarks cannot be tied to the mesh; photo fitting needs a model of a human face")
+    # Second pass: frame the detected face so it fills the render (better landmark accuracy).
+    pts = found[0]
+    lo, hi = pts.min(0), pts.max(0)
+    mid = (lo + hi) / 2
+    pc_mid = _unproject_depth(camera, frags, mid)
+    if pc_mid is not None:
+        ext_px = float(np.max(hi - lo))
+        depth = -(camera.to_camera(pc_mid[None])[0, 2])
+        extent = ext_px * depth / f
+        camera = _frame(v, f, size, pc_mid, extent * 1.15)
+        img, frags = _render(model, camera)
+        again = detect_faces(img)
+        if again:
+            pts = again[0]
+    report(progress, 0.8, "tying landmarks to the mesh")
+    allowed = np.zeros(model.n_vertices, bool)
+    allowed[landmark_region(model)] = True
+    return _back_project(pts, frags, faces, allowed)
+
+
+def _unproject_depth(camera, frags: Fragments, xy):
+    """Model-space point under pixel ``xy`` (the surface there), or None off the mesh."""
+    x, y = int(xy[0]), int(xy[1])
+    if not (0 <= x < camera.width and 0 <= y < camera.height) or not np.isfinite(frags.depth[y, x]):
+        return None
+    d = frags.depth[y, x]
+    cx, cy = camera.principal
+    pc = np.array([(xy[0] - cx) * d / camera.focal, -(xy[1] - cy) * d / camera.focal, -d])
+    return (pc - camera.translation) @ camera.R  # R orthonormal: inverse is transpose
+
+
+def _back_project(points: np.ndarray, frags: Fragments, faces: np.ndarray, allowed: np.ndarray) -> Embedding:
+    H, W = frags.tri.shape
+    tri_ok = np.zeros(len(faces) + 1, bool)  # last slot: "no triangle" (-1)
+    tri_ok[:-1] = allowed[faces].all(1)
+    good = tri_ok[frags.tri]  # (H, W) pixels showing an allowed triangle
+    gy, gx = np.nonzero(good)
+    tv = np.zeros((N_POINTS, 3), np.int64)
+    bary = np.zeros((N_POINTS, 3))
+    valid = np.zeros(N_POINTS, bool)
+    if gx.size == 0:
+        raise StudioError("the model's face region is not visible in a frontal render")
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(np.c_[gx + 0.5, gy + 0.5])
+    d, nearest = tree.query(points[:N_MESH_POINTS], k=1)
+    for i in range(min(N_MESH_POINTS, len(points))):
+        if d[i] > 6.0:  # landmark falls on the eyeballs, the mouth opening or off the face region
+            continue
+        y, x = gy[nearest[i]], gx[nearest[i]]
+        t = frags.tri[y, x]
+        tv[i], bary[i], valid[i] = faces[t], frags.bary[y, x], True
+    return Embedding(tv, bary, valid)
+
+
+def _signature(name: str) -> np.ndarray:
+    st = store.model_file(name).stat()
+    return np.array([VERSION, st.st_size, st.st_mtime_ns], np.int64)
+
+
+def _store_path(model):
+    name = getattr(model, "name", None)
+    try:
+        if name and store.exists(name):
+            return store.model_dir(name) / FILE
+    except StudioError:
+        pass
+    return None
+
+
+def load_or_compute(model, progress=None) -> Embedding:
+    """The model's embedding: from the store when present and current, else computed (and stored)."""
+    cached = _cached(model)
+    if cached is not None:
+        return cached
+    path = _store_path(model)
+    if path is not None and path.is_file():
+        try:
+            with np.load(path) as z:
+                if np.array_equal(z["signature"], _signature(model.name)):
+                    emb = Embedding(z["tri_vertices"], z["bary"], z["valid"].astype(bool))
+                    _remember(model, emb)
+                    return emb
+        except Exception:  # unreadable or old file: recompute below
+            pass
+    emb = compute(model, progress)
+    if path is not None:
+        from studio.core.atomic import write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, tri_vertices=emb.tri_vertices, bary=emb.bary, valid=emb.valid,
+                 signature=_signature(model.name))
+        write_bytes(path, buf.getvalue(), force=True)
+    _remember(model, emb)
+    return emb
+
+
+@dataclass
+class Correspondences:
+    """2-D photo points tied to model surface points: landmark i = Σ_k w[i,k]·V[vids[i,k]]."""
+
+    vids: np.ndarray  # (L, 3) int
+    w: np.ndarray  # (L, 3) float
+    points: np.ndarray  # (L, 2) pixel positions in the photo
+    weight: np.ndarray  # (L,) relative weight of each landmark in the fit
+
+
+def correspondences(model, emb: Embedding, mp_points: np.ndarray, use_ibug68: bool = True) -> Correspondences:
+    """MediaPipe points of one face → correspondences for the fit.
+
+    For models with "ibug68" landmarks the 68 iBUG points (from MediaPipe by the standard table)
+    are tied to the model's own 68 vertices; the remaining embedded MediaPipe points are added with
+    half weight (denser coverage of cheeks and forehead, where the 68 have none).
+    """
+    mp_points = np.asarray(mp_points, float)
+    vids = [emb.tri_vertices[emb.valid]]
+    w = [emb.bary[emb.valid]]
+    pts = [mp_points[:N_POINTS][emb.valid]]
+    weight = [np.ones(int(emb.valid.sum()))]
+    lm68 = model.meta.landmarks.get("ibug68")
+    if use_ibug68 and lm68 is not None and len(lm68) == 68:
+        from studio.core.photo.landmarks import ibug68_from_mediapipe
+
+        in_table = np.zeros(N_POINTS, bool)
+        in_table[[i for ix in MP_TO_IBUG68 for i in ix]] = True
+        weight[0] = np.where(in_table[emb.valid], 0.0, 0.5)
+        lm68 = np.asarray(lm68, np.int64)
+        vids.append(np.repeat(lm68[:, None], 3, 1))
+        w.append(np.tile([1.0, 0.0, 0.0], (68, 1)))
+        pts.append(ibug68_from_mediapipe(mp_points))
+        weight.append(np.ones(68))
+    keep = np.concatenate(weight) > 0
+    return Correspondences(np.concatenate(vids)[keep], np.concatenate(w)[keep], np.concatenate(pts)[keep],
+                           np.concatenate(weight)[keep])

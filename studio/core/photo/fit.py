@@ -1,0 +1,532 @@
+"""Fitting a linear morphable model to one photo, coarse to fine (Blanz & Vetter 1999).
+
+1. **Camera and pose from landmarks.** The mean face's landmark points against the detected 2-D
+   points: rotation and translation of a perspective camera (focal length assumed, see
+   camera.py), by Gauss-Newton-like L-BFGS on the reprojection error from a frontal start.
+2. **Shape and expression by MAP from landmarks.** With the pose fixed, the perspective
+   reprojection residual multiplied by each point's depth is *linear* in the coefficients, so
+   shape α (prior N(0, 1)) and expression β (its box, plus a weak pull to neutral) are one bounded
+   linear least-squares solve; pose and shape alternate a few times.
+3. **Analysis by synthesis.** The model is rendered (perspective camera, Lambertian albedo, second
+   order SH light per channel, z-buffer visibility) and compared with the photo over the visible
+   face region: E = E_I/σ_I² + E_L/σ_L² + |α|² + priors on β, light and albedo. σ_I starts high (the
+   prior and the landmarks dominate) and decreases (the image dominates); the shape components
+   are released in order of variance, first ones first. Torch autograd + Adam.
+
+   E_I compares the photo with the model at the visible vertices of the face region (one bilinear
+   sample of the photo per vertex; the photo is blurred in the early phases so the energy is
+   smooth), which costs O(vertices) per iteration instead of O(pixels × overdraw): the fit stays at
+   a few seconds on a CPU. Visibility (z-buffer, raster.py) is recomputed every few iterations.
+   Albedo: the model's colour PCA when it has one; otherwise one albedo per vertex with a
+   smoothness (graph Laplacian) and a left-right symmetry prior, so shading detail has to be
+   explained by geometry and light, not painted into the albedo.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from studio.core.errors import StudioError
+from studio.core.photo.camera import Camera, axis_angle_to_matrix, default_focal, project_camera
+from studio.core.photo.embedding import Correspondences, fit_region
+from studio.core.photo.raster import rasterize, visible_vertices
+from studio.core.photo.shading import sh_basis, vertex_normals_torch
+from studio.core.progress import report
+
+
+@dataclass
+class FitOptions:
+    focal: float | None = None  # pixels; default_focal() when None
+    landmarks_only: bool = False  # stop after stage 2
+    sigma_landmark: float | None = None  # px; default from the face size
+    expression_sigma: float = 0.35  # weak half-normal pull of blendshape weights towards neutral
+    iterations: int = 250  # analysis-by-synthesis iterations
+    sigma_image: tuple[float, float] = (0.3, 0.06)  # σ_I from high to low
+    effective_samples: float = 1500.0  # vertex samples are correlated; this many count as independent
+    albedo_smoothness: float = 30.0
+    albedo_symmetry: float = 3.0
+    seed: int = 0
+    preview_every: int = 0  # iterations between preview callbacks (0: none)
+
+
+@dataclass
+class FitResult:
+    params: dict  # group name → coefficients (all of the model's groups)
+    camera: Camera
+    light: np.ndarray  # (9, 3)
+    albedo: np.ndarray | None  # (n_vertices, 3) estimated per-vertex albedo (None: landmarks only)
+    points_px: np.ndarray  # (L, 2) the landmarks that were fitted
+    fitted_px: np.ndarray  # (L, 2) the model's landmark points projected with the result
+    timings: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+    @property
+    def landmark_error_px(self) -> np.ndarray:
+        return np.linalg.norm(self.fitted_px - self.points_px, axis=1)
+
+
+class _Sub:
+    """The part of the model the fit evaluates: face region + landmark vertices, all position groups."""
+
+    def __init__(self, model, corr: Correspondences):
+        region = fit_region(model)
+        ids = np.unique(np.concatenate([region, corr.vids.reshape(-1)]))
+        self.ids = ids
+        remap = np.full(model.n_vertices, -1, np.int64)
+        remap[ids] = np.arange(len(ids))
+        faces = np.asarray(model.faces, np.int64)
+        keep = (remap[faces] >= 0).all(1)
+        self.faces_np = remap[faces[keep]]
+        self.faces = torch.as_tensor(self.faces_np)
+        inreg = np.zeros(model.n_vertices, bool)
+        inreg[region] = True
+        self.photo_mask = torch.as_tensor(inreg[ids])  # vertices compared with the photo
+        self.mean = torch.as_tensor(np.asarray(model.mean, np.float32)[ids])
+        self.groups = [g for g in model.groups if g.affects == "position"]
+        self.bases = {g.name: torch.as_tensor(model.basis(g.name)[:, ids].reshape(g.size, -1)) for g in self.groups}
+        self.lm_vids = torch.as_tensor(remap[corr.vids])
+        self.lm_w = torch.as_tensor(corr.w, dtype=torch.float32)
+        self.model = model
+
+    def vertices(self, coeffs: dict) -> torch.Tensor:
+        v = self.mean.reshape(-1)
+        for g in self.groups:
+            c = coeffs.get(g.name)
+            if c is not None and c.numel():
+                v = v + c.to(torch.float32) @ self.bases[g.name]
+        return v.reshape(-1, 3)
+
+    def landmarks(self, v: torch.Tensor) -> torch.Tensor:
+        return (v[self.lm_vids] * self.lm_w[..., None]).sum(1)
+
+
+def _scale_of(model) -> float:
+    """A length that says how big the model's face is in its own unit (for step sizes)."""
+    v = np.asarray(model.mean)[fit_region(model)]
+    return float(np.ptp(v[:, 0])) or 1.0
+
+
+# -- stage 1 + 2: landmarks ------------------------------------------------------------------------
+
+def _pose_from_landmarks(P: np.ndarray, x: np.ndarray, wts: np.ndarray, cam: Camera, init=None):
+    """Rotation (axis-angle) and translation minimising the weighted reprojection error."""
+    cx, cy = cam.principal
+    P_t = torch.as_tensor(P, dtype=torch.float64)
+    x_t = torch.as_tensor(x, dtype=torch.float64)
+    w_t = torch.as_tensor(wts, dtype=torch.float64)
+    if init is None:
+        # Frontal start: distance from the spread of the points, x/y from their centroid.
+        c3 = P.mean(0)
+        spread3 = np.sqrt(((P[:, :2] - c3[:2]) ** 2).sum(1).mean())
+        spread2 = np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean())
+        d = cam.focal * spread3 / max(spread2, 1e-6)
+        tx = (x.mean(0)[0] - cx) * d / cam.focal - c3[0]
+        ty = -(x.mean(0)[1] - cy) * d / cam.focal - c3[1]
+        inits = [(np.array([0.0, a, 0.0]), np.array([tx, ty, -d - c3[2]])) for a in (0.0, -0.5, 0.5)]
+    else:
+        inits = [init]
+    best = None
+    for r0, t0 in inits:
+        r = torch.tensor(r0, dtype=torch.float64, requires_grad=True)
+        t = torch.tensor(t0, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([r, t], lr=1.0, max_iter=60, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            pc = P_t @ axis_angle_to_matrix(r).T + t
+            xy, _ = project_camera(pc, cam.focal, cx, cy)
+            loss = (w_t[:, None] * (xy - x_t) ** 2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            pc = P_t @ axis_angle_to_matrix(r).T + t
+            xy, depth = project_camera(pc, cam.focal, cx, cy)
+            loss = float((w_t[:, None] * (xy - x_t) ** 2).sum())
+        if (depth > 0).all() and (best is None or loss < best[0]):
+            best = (loss, r.detach().numpy().copy(), t.detach().numpy().copy())
+    if best is None:
+        raise StudioError("could not find a head pose that matches the landmarks")
+    return best[1], best[2]
+
+
+def _shape_from_landmarks(sub: _Sub, corr: Correspondences, cam: Camera, sigma_lm: float, expr_sigma: float):
+    """Bounded linear least squares for all position groups with the pose fixed (see module doc)."""
+    R = cam.R
+    t = cam.translation
+    cx, cy = cam.principal
+    f = cam.focal
+    L = len(corr.points)
+    w = torch.as_tensor(corr.w, dtype=torch.float64)
+    vids = sub.lm_vids
+    mean_lm = (sub.mean.double()[vids] * w[..., None]).sum(1).numpy()  # (L, 3)
+    cols, lower, upper, prior_w, names = [], [], [], [], []
+    for g in sub.groups:
+        B = sub.bases[g.name].double().reshape(g.size, -1, 3)
+        A = (B[:, vids] * w[None, ..., None]).sum(2).numpy()  # (k, L, 3)
+        cols.append(A)
+        if g.prior == "normal":
+            lower.append(g.lower)  # the slider range, ±3σ
+            upper.append(g.upper)
+            prior_w.append(1.0 / g.sigma)
+        else:
+            lower.append(g.lower)
+            upper.append(g.upper)
+            prior_w.append(np.full(g.size, 1.0 / expr_sigma))
+        names.append((g.name, g.size))
+    A = np.concatenate(cols, 0)  # (K, L, 3)
+    K = A.shape[0]
+    # camera-space point = R (m + A θ) + t; depth d = -(R2·p + tz)
+    Am = np.einsum("ij,klj->kli", R, A)  # (K, L, 3) rotated basis
+    mc = mean_lm @ R.T + t  # (L, 3)
+    u, v = corr.points[:, 0], corr.points[:, 1]
+    # x: f c_x + (cx - u) d = 0 with d = -c_z ;  y: (cy - v) d - f c_y = 0
+    rows_x = (f * Am[:, :, 0] - (cx - u)[None] * Am[:, :, 2]).T  # (L, K)
+    rhs_x = -(f * mc[:, 0] - (cx - u) * mc[:, 2])
+    rows_y = (-(cy - v)[None] * Am[:, :, 2] - f * Am[:, :, 1]).T
+    rhs_y = -(-(cy - v) * mc[:, 2] - f * mc[:, 1])
+    # pixel units: divide by the current depth of each point; weight by sqrt(w)/σ
+    d_cur = -mc[:, 2]
+    s = np.sqrt(corr.weight) / (d_cur * sigma_lm)
+    M = np.concatenate([rows_x * s[:, None], rows_y * s[:, None], np.diag(np.concatenate(prior_w))])
+    b = np.concatenate([rhs_x * s, rhs_y * s, np.zeros(K)])
+    lo, hi = np.concatenate(lower), np.concatenate(upper)
+    theta = _bounded_least_squares(M, b, lo, hi)
+    out, i = {}, 0
+    for name, k in names:
+        out[name] = theta[i:i + k]
+        i += k
+    return out
+
+
+def _bounded_least_squares(M: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """min |Mθ − b|² with lo ≤ θ ≤ hi by an active-set loop on the normal equations.
+
+    The problem is small (a few hundred unknowns) and well conditioned thanks to the prior rows, so
+    this converges in a handful of Cholesky solves (milliseconds; scipy's BVLS takes ~50× longer).
+    """
+    from scipy.linalg import cho_factor, cho_solve
+
+    G = M.T @ M
+    g = M.T @ b
+    K = len(g)
+    fixed = np.zeros(K, bool)
+    theta = np.zeros(K)
+    for _ in range(50):
+        free = ~fixed
+        rhs = g[free] - G[np.ix_(free, fixed)] @ theta[fixed]
+        theta[free] = cho_solve(cho_factor(G[np.ix_(free, free)]), rhs)
+        low, high = free & (theta < lo), free & (theta > hi)
+        changed = low.any() or high.any()
+        theta[low], theta[high] = lo[low], hi[high]
+        fixed |= low | high
+        # release bounds whose gradient points back inside
+        grad = G @ theta - g
+        release = fixed & (((theta <= lo) & (grad < 0)) | ((theta >= hi) & (grad > 0)))
+        if release.any():
+            fixed &= ~release
+            changed = True
+        if not changed:
+            break
+    return np.clip(theta, lo, hi)
+
+
+def fit_landmarks(model, corr: Correspondences, width: int, height: int, options: FitOptions,
+                  sub: _Sub | None = None, progress=None):
+    """Stages 1 and 2: pose, then shape + expression MAP from landmarks, alternating."""
+    sub = sub or _Sub(model, corr)
+    focal = options.focal or default_focal(height, width)
+    cam = Camera(width, height, focal)
+    face_px = float(np.ptp(corr.points, axis=0).max())
+    # Detector error on real photos is ~1 % of the face size (MediaPipe: 2-3 % of the eye distance)
+    sigma = options.sigma_landmark or max(1.0, 0.012 * face_px)
+    coeffs = {g.name: np.zeros(g.size) for g in sub.groups}
+    init = None
+    for it in range(4):
+        with torch.no_grad():
+            v = sub.vertices({k: torch.as_tensor(c) for k, c in coeffs.items()})
+            P = sub.landmarks(v).double().numpy()
+        cam.rotation, cam.translation = _pose_from_landmarks(P, corr.points, corr.weight, cam, init)
+        init = (cam.rotation, cam.translation)
+        coeffs = _shape_from_landmarks(sub, corr, cam, sigma, options.expression_sigma)
+        report(progress, 0.1 + 0.2 * (it + 1) / 4, "shape from landmarks")
+    with torch.no_grad():
+        v = sub.vertices({k: torch.as_tensor(c) for k, c in coeffs.items()})
+        P = sub.landmarks(v).double().numpy()
+    cam.rotation, cam.translation = _pose_from_landmarks(P, corr.points, corr.weight, cam, init)
+    return coeffs, cam, sigma
+
+
+# -- stage 3: analysis by synthesis ----------------------------------------------------------------
+
+def _laplacian_pairs(faces: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    e = np.unique(np.sort(e, 1), axis=0)
+    return torch.as_tensor(e[:, 0]), torch.as_tensor(e[:, 1])
+
+
+def _mirror_pairs(mean: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vertex pairs mirrored across x = (the face's mid-plane), matched by nearest neighbour."""
+    from scipy.spatial import cKDTree
+
+    mid = np.median(mean[:, 0])
+    m = mean.copy()
+    m[:, 0] = 2 * mid - m[:, 0]
+    d, j = cKDTree(mean).query(m)
+    scale = np.ptp(mean[:, 0]) or 1.0
+    ok = d < 0.02 * scale
+    i = np.flatnonzero(ok)
+    return torch.as_tensor(i), torch.as_tensor(j[ok])
+
+
+def _image_tensor(img: np.ndarray, blur: float) -> torch.Tensor:
+    from skimage.filters import gaussian
+
+    f = img.astype(np.float32) / 255.0
+    if blur > 0:
+        f = gaussian(f, sigma=blur, channel_axis=2, preserve_range=True).astype(np.float32)
+    return torch.as_tensor(f).permute(2, 0, 1)[None].contiguous()
+
+
+def _sample(img_t: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    H, W = img_t.shape[2:]
+    g = torch.stack([2 * xy[:, 0] / W - 1, 2 * xy[:, 1] / H - 1], 1)[None, None]
+    return torch.nn.functional.grid_sample(img_t, g.to(img_t.dtype), mode="bilinear", padding_mode="border",
+                                           align_corners=False)[0, :, 0].T
+
+
+def fit_photo(model, image: np.ndarray, corr: Correspondences, options: FitOptions | None = None,
+              progress=None, preview: Callable[[np.ndarray], None] | None = None) -> FitResult:
+    """Fit ``model`` to ``image`` (H, W, 3 uint8) given landmark correspondences."""
+    options = options or FitOptions()
+    threads = torch.get_num_threads()
+    # The tensors are small (a face region, a few hundred parameters): one thread is as fast and
+    # does not spin-wait against other processes on a busy machine.
+    torch.set_num_threads(1)
+    try:
+        return _fit_photo(model, image, corr, options, progress, preview)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_photo(model, image, corr, options, progress, preview) -> FitResult:
+    torch.manual_seed(options.seed)
+    t_start = time.perf_counter()
+    H, W = image.shape[:2]
+    sub = _Sub(model, corr)
+    report(progress, 0.05, "pose from landmarks")
+    coeffs, cam, sigma_lm = fit_landmarks(model, corr, W, H, options, sub, progress)
+    timings = {"landmarks_s": time.perf_counter() - t_start}
+    light = np.zeros((9, 3))
+    light[0] = 1.0 / 0.282095
+    albedo_full = None
+    if not options.landmarks_only:
+        coeffs, cam, light, albedo_full = _analysis_by_synthesis(model, sub, image, corr, coeffs, cam, sigma_lm,
+                                                                 options, progress, preview)
+    timings["total_s"] = time.perf_counter() - t_start
+    params = {g.name: np.zeros(g.size) for g in model.groups}
+    for k, c in coeffs.items():
+        params[k] = np.asarray(c, float)
+    if albedo_full is not None and isinstance(albedo_full, dict):  # colour PCA coefficients
+        params.update(albedo_full["params"])
+        albedo_full = albedo_full["albedo"]
+    with torch.no_grad():
+        v = sub.vertices({k: torch.as_tensor(c) for k, c in coeffs.items()})
+        P = sub.landmarks(v).double().numpy()
+    fitted, _ = cam.project(P)
+    report(progress, 1.0, "done")
+    return FitResult(params, cam, light, albedo_full, corr.points.copy(), fitted, timings)
+
+
+def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, sigma_lm, options, progress, preview):
+    dt = torch.float32
+    n_iter = max(int(options.iterations), 10)
+    scale = _scale_of(model)
+    cx, cy = cam.principal
+    f = cam.focal
+    groups = sub.groups
+    var = {g.name: torch.tensor(coeffs[g.name], dtype=dt, requires_grad=True) for g in groups}
+    rot = torch.tensor(cam.rotation, dtype=torch.float64, requires_grad=True)
+    trans0 = torch.tensor(cam.translation, dtype=torch.float64)
+    dtrans = torch.zeros(3, dtype=torch.float64, requires_grad=True)  # in units of the face width
+    light = torch.zeros(9, 3, dtype=dt)
+    light[0] = 1.0 / 0.282095
+    light.requires_grad_(True)
+    x_t = torch.as_tensor(corr.points, dtype=dt)
+    w_t = torch.as_tensor(corr.weight, dtype=dt)
+    n_sub = len(sub.ids)
+    photo_mask = sub.photo_mask
+    # Albedo: colour PCA if the model has one, else per vertex with smoothness + symmetry priors.
+    colour_groups = [g for g in model.groups if g.affects == "color"] if getattr(model, "color_mean", None) is not None else []
+    if colour_groups:
+        cmean = torch.as_tensor(np.asarray(model.color_mean, np.float32)[sub.ids])
+        cbases = {g.name: torch.as_tensor(model.basis(g.name)[:, sub.ids].reshape(g.size, -1)) for g in colour_groups}
+        cvar = {g.name: torch.zeros(g.size, dtype=dt, requires_grad=True) for g in colour_groups}
+        a_free = None
+    else:
+        cvar = {}
+        a_free = torch.zeros(n_sub, 3, dtype=dt)
+    ei, ej = _laplacian_pairs(sub.faces_np)
+    mi, mj = _mirror_pairs(sub.mean.numpy())
+
+    def albedo_of():
+        if colour_groups:
+            a = cmean.reshape(-1)
+            for g in colour_groups:
+                a = a + cvar[g.name] @ cbases[g.name]
+            return a.reshape(-1, 3)
+        return a_free
+
+    face_px = float(np.ptp(corr.points, axis=0).max())
+    blur_px = max(1.0, face_px / 250.0)
+    # the photo blurred for the coarse phases (σ in units of ~1/250 of the face's size)
+    imgs = {k: _image_tensor(image, k * blur_px) for k in (3.0, 1.5, 0.0)}
+
+    def geometry():
+        v = sub.vertices(var)
+        R = axis_angle_to_matrix(rot).to(dt)
+        t = (trans0 + dtrans * scale).to(dt)
+        vc = v @ R.T + t
+        xy, depth = project_camera(vc, f, cx, cy)
+        return v, vc, xy, depth
+
+    def visibility(vc, xy, depth):
+        xy_np = xy.detach().double().numpy()
+        d_np = depth.detach().double().numpy()
+        frags = rasterize(xy_np, d_np, sub.faces_np, cam.height, cam.width)
+        vis = visible_vertices(xy_np, d_np, frags, tolerance=0.01 * scale)
+        n = vertex_normals_torch(vc.detach(), sub.faces)
+        view = -vc.detach() / vc.detach().norm(dim=1, keepdim=True)
+        facing = (n * view).sum(1) > 0.25
+        return torch.as_tensor(vis) & facing & photo_mask
+
+    # Initial albedo: observed colour / initial shading, spread smoothly (per-vertex case only).
+    with torch.no_grad():
+        v, vc, xy, depth = geometry()
+        vis = visibility(vc, xy, depth)
+        obs = _sample(imgs[3.0], xy)
+        if vis.sum() < 30:
+            raise StudioError("too little of the face is visible to compare with the photo")
+        mean_col = obs[vis].median(0).values
+        if a_free is not None:
+            a_free[:] = mean_col
+    if a_free is not None:
+        a_free.requires_grad_(True)
+
+    # Phases: (fraction of iterations, blur level, shape components released, σ_I)
+    n_shape = {g.name: g.size for g in groups if g.prior == "normal"}
+    phases = [(0.25, 3.0, 0.0), (0.35, 1.5, 0.3), (0.40, 0.0, 1.0)]
+    sig_hi, sig_lo = options.sigma_image
+    opt = torch.optim.Adam([
+        {"params": list(var.values()), "lr": 0.03},
+        {"params": [rot], "lr": 0.003},
+        {"params": [dtrans], "lr": 0.002},
+        {"params": [light], "lr": 0.03},
+        {"params": list(cvar.values()) + ([a_free] if a_free is not None else []), "lr": 0.01},
+    ])
+    it = 0
+    history = []
+    starts = np.cumsum([0] + [int(round(p[0] * n_iter)) for p in phases])
+    vis = None
+    for phase, (frac, blur, release) in enumerate(phases):
+        img_t = imgs[blur]
+        p_iters = starts[phase + 1] - starts[phase]
+        for k in range(p_iters):
+            progress_frac = it / n_iter
+            sigma_i = sig_hi * (sig_lo / sig_hi) ** progress_frac  # geometric decay high → low
+            if vis is None or it % 20 == 0:  # visibility changes slowly; the z-buffer is the costly part
+                with torch.no_grad():
+                    _, vc, xy, depth = geometry()
+                    vis = visibility(vc, xy, depth)
+            opt.zero_grad()
+            v, vc, xy, depth = geometry()
+            n = vertex_normals_torch(vc, sub.faces)
+            albedo = albedo_of()
+            pred = albedo * (sh_basis(n) @ light)
+            obs = _sample(img_t, xy)
+            r = (pred - obs)[vis]
+            # Robust (pseudo-Huber) photometric error: hair, glasses, eyes and specular highlights
+            # are outliers to a Lambertian skin model.
+            delta = 0.1
+            rho = (delta ** 2) * (torch.sqrt(1 + (r / delta) ** 2) - 1)
+            e_img = options.effective_samples * rho.sum(1).mean() / sigma_i ** 2
+            lm = sub.landmarks(v)
+            lm_c = lm @ axis_angle_to_matrix(rot).to(dt).T + (trans0 + dtrans * scale).to(dt)
+            lm_xy, _ = project_camera(lm_c, f, cx, cy)
+            e_lm = 0.5 * (w_t[:, None] * (lm_xy - x_t) ** 2).sum() / sigma_lm ** 2
+            e_prior = 0.0
+            for g in groups:
+                c = var[g.name]
+                if g.prior == "normal":
+                    e_prior = e_prior + 0.5 * ((c / torch.as_tensor(g.sigma, dtype=dt)) ** 2).sum()
+                else:
+                    e_prior = e_prior + 0.5 * (c / options.expression_sigma).pow(2).sum()
+            for c in cvar.values():
+                e_prior = e_prior + 0.5 * (c ** 2).sum()
+            # light prior: stay near white and near the band-0 level (ρ has a prior too)
+            e_light = 0.5 * ((light - light.mean(1, keepdim=True)) ** 2).sum() * 10.0
+            e_alb = 0.0
+            if a_free is not None:
+                e_alb = (options.albedo_smoothness * ((a_free[ei] - a_free[ej]) ** 2).sum(1).mean() * n_sub
+                         + options.albedo_symmetry * ((a_free[mi] - a_free[mj]) ** 2).sum(1).mean() * n_sub) / 10.0
+            loss = e_img + e_lm + e_prior + e_light + e_alb
+            loss.backward()
+            # First components first: the gradient of components not yet released is dropped.
+            for g in groups:
+                gr = var[g.name].grad
+                if gr is None:
+                    continue
+                if g.name in n_shape:
+                    kept = int(np.ceil(release * n_shape[g.name]))
+                    gr[kept:] = 0
+                elif release == 0:
+                    gr.zero_()
+            if release == 0:
+                for p in (rot, dtrans):
+                    p.grad.zero_()
+            opt.step()
+            with torch.no_grad():
+                for g in groups:
+                    # Box groups stay in their box; normal groups within the slider range (±3σ):
+                    # a real photo (glasses, hair, hat shadows) would otherwise push components
+                    # to implausible values to explain what a skin model cannot.
+                    var[g.name].clamp_(torch.as_tensor(g.lower, dtype=dt), torch.as_tensor(g.upper, dtype=dt))
+                if a_free is not None:
+                    a_free.clamp_(0.0, 1.0)
+            it += 1
+            if it % 10 == 0 or it == n_iter:
+                history.append({"iteration": it, "image": float(e_img.detach()), "landmarks": float(e_lm.detach()),
+                                "prior": float(e_prior.detach()), "visible": int(vis.sum())})
+                report(progress, 0.3 + 0.65 * it / n_iter, f"analysis by synthesis {it}/{n_iter}")
+            if preview is not None and options.preview_every and it % options.preview_every == 0:
+                preview(_preview_image(image, sub, vc.detach(), xy.detach(), depth.detach(),
+                                       pred.detach(), cam))
+    coeffs = {k: v_.detach().double().numpy() for k, v_ in var.items()}
+    cam = Camera(cam.width, cam.height, cam.focal, rot.detach().numpy().copy(),
+                 (trans0 + dtrans * scale).detach().numpy().copy())
+    # Full-size albedo: fitted values on the region, the region's median elsewhere.
+    with torch.no_grad():
+        a = albedo_of().double().numpy()
+    full = np.tile(np.median(a, 0), (model.n_vertices, 1))
+    full[sub.ids] = a
+    if colour_groups:
+        full = {"albedo": full, "params": {k: c.detach().double().numpy() for k, c in cvar.items()}}
+    return coeffs, cam, light.detach().double().numpy(), full
+
+
+def _preview_image(image, sub: _Sub, vc, xy, depth, colours, cam: Camera, alpha: float = 0.6) -> np.ndarray:
+    """The current model render blended over the photo (uint8), for progress displays."""
+    from studio.core.photo.raster import interpolate
+
+    frags = rasterize(xy.double().numpy(), depth.double().numpy(), sub.faces_np, cam.height, cam.width)
+    rend = interpolate(np.clip(colours.double().numpy(), 0, 1), sub.faces_np, frags)
+    out = image.astype(np.float64) / 255.0
+    m = frags.mask[..., None]
+    out = np.where(m, (1 - alpha) * out + alpha * rend, out)
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)

@@ -1,0 +1,104 @@
+"""Photos rendered from random faces, with their ground truth, for tests and ``studio bench photo``.
+
+A face is drawn from the model's prior (identity), a few blendshapes at random weights
+(expression), a head pose within ±30° yaw (±10° pitch, ±5° roll), a random light (ambient + key
+light from a random direction, slightly tinted) and an albedo: the model's colour PCA when it has
+one, otherwise a plausible skin tone (light to dark) with smooth variation (blotches, redder
+cheeks and lips) — ICT has no colour model. The focal length varies ±15 % around the fitter's
+assumption, so the fit does not get the true camera for free. Pixel noise σ = 1/255·2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from studio.core.photo import shading
+from studio.core.photo.camera import Camera, default_focal, euler_to_matrix, matrix_to_axis_angle
+from studio.core.photo.embedding import landmark_region
+
+SKIN_TONES = np.array([[0.87, 0.68, 0.58], [0.80, 0.58, 0.46], [0.66, 0.46, 0.34], [0.45, 0.30, 0.22]])
+
+
+@dataclass
+class SyntheticPhoto:
+    image: np.ndarray  # (H, W, 3) uint8
+    params: dict  # ground-truth coefficients
+    camera: Camera
+    light: np.ndarray  # (9, 3)
+    albedo: np.ndarray  # (n, 3)
+    vertices: np.ndarray  # (n, 3) ground-truth face (model coordinates)
+
+
+def random_albedo(model, rng: np.random.Generator, params=None) -> np.ndarray:
+    if getattr(model, "color_mean", None) is not None:
+        return np.clip(model.colors(params or {}), 0, 1)
+    v = np.asarray(model.mean, float)
+    n = len(v)
+    w = rng.dirichlet(np.ones(len(SKIN_TONES)) * 0.7)
+    base = w @ SKIN_TONES
+    scale = float(np.ptp(v[landmark_region(model)][:, 0])) or 1.0
+    albedo = np.tile(base, (n, 1))
+    # Smooth variation: a few soft blobs of lighter/darker/redder skin.
+    for _ in range(6):
+        c = v[rng.integers(n)]
+        r = scale * rng.uniform(0.1, 0.3)
+        g = np.exp(-((v - c) ** 2).sum(1) / (2 * r * r))
+        albedo += g[:, None] * rng.normal(0, 0.05, 3)
+    lm = model.meta.landmarks.get("ibug68")
+    if lm is not None and len(lm) == 68:  # redder lips and cheeks where the model says where they are
+        lips = v[np.asarray(lm)[48:68]]
+        d = np.min(((v[:, None] - lips[None]) ** 2).sum(2), 1)
+        red = np.exp(-d / (2 * (0.03 * scale) ** 2))
+        albedo += red[:, None] * np.array([0.08, -0.08, -0.06])
+        for cheek in (v[lm[2]] * 0.6 + v[lm[31]] * 0.4, v[lm[14]] * 0.6 + v[lm[35]] * 0.4):
+            g = np.exp(-((v - cheek) ** 2).sum(1) / (2 * (0.12 * scale) ** 2))
+            albedo += g[:, None] * np.array([0.04, -0.02, -0.02])
+    albedo = np.clip(albedo, 0.02, 1)
+    tinted = shading.default_albedo(model)
+    for name, ids in model.meta.regions.items():  # eyes, teeth, mouth keep their tints
+        if any(w_ in name for w_ in ("iris", "sclera", "teeth", "gums", "tongue", "mouth_socket")):
+            albedo[ids] = tinted[ids]
+    return albedo
+
+
+def random_light(rng: np.random.Generator) -> np.ndarray:
+    yaw, pitch = rng.uniform(-60, 60), rng.uniform(-20, 45)
+    d = euler_to_matrix(yaw, -pitch) @ np.array([0, 0, 1.0])
+    L = shading.ambient_light(rng.uniform(0.45, 0.7), rng.uniform(0.3, 0.6), d)
+    tint = 1 + rng.normal(0, 0.04, 3)
+    return L * tint[None]
+
+
+def random_params(model, rng: np.random.Generator, n_expressions: int = 4, max_weight: float = 0.6) -> dict:
+    params = model.sample(rng)
+    for g in model.groups:
+        if g.prior == "box":
+            k = min(n_expressions, g.size)
+            idx = rng.choice(g.size, k, replace=False)
+            params[g.name][idx] = rng.uniform(0, max_weight, k) * (g.upper[idx] - g.lower[idx]) + g.lower[idx]
+    return params
+
+
+def render_photo(model, rng: np.random.Generator, size: int = 512, yaw_range: float = 30.0, n_expressions: int = 4,
+                 focal_jitter: float = 0.15, noise: float = 2.0 / 255) -> SyntheticPhoto:
+    params = random_params(model, rng, n_expressions)
+    v = model.vertices(params).astype(float)
+    R = euler_to_matrix(rng.uniform(-yaw_range, yaw_range), rng.uniform(-10, 10), rng.uniform(-5, 5))
+    focal = default_focal(size, size) * rng.uniform(1 - focal_jitter, 1 + focal_jitter)
+    region = v[landmark_region(model)]
+    centre = (region.min(0) + region.max(0)) / 2
+    width = float(np.ptp(region[:, 0]))
+    dist = focal * width / (size * rng.uniform(0.45, 0.6))
+    t = -R @ centre + np.array([rng.uniform(-0.04, 0.04) * width, rng.uniform(-0.04, 0.04) * width, -dist])
+    cam = Camera(size, size, focal, matrix_to_axis_angle(R), t)
+    albedo = random_albedo(model, rng, params)
+    light = random_light(rng)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    c0, c1 = rng.uniform(0.1, 0.8, 3), rng.uniform(0.1, 0.8, 3)
+    bg = c0[None, None] * (1 - yy[..., None]) + c1[None, None] * yy[..., None] + 0.05 * xx[..., None]
+    img, _ = shading.render_image(v, shading.drawable_faces(model), albedo, light, cam, background=bg)
+    img = img + rng.normal(0, noise, img.shape)
+    img8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return SyntheticPhoto(img8, params, cam, light, albedo, v)

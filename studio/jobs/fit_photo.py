@@ -1,0 +1,163 @@
+"""Fit a model to a photo: detect landmarks, tie them to the model, fit, write the outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from studio.core import params as params_io
+from studio.core.atomic import check_writable
+from studio.core.errors import StudioError
+from studio.core.photo import embedding
+from studio.core.photo.fit import FitOptions, FitResult, fit_photo
+from studio.core.photo.landmarks import IBUG68_EYE_OUTER, detect_one, ibug68_from_mediapipe, load_photo, prepare_image
+from studio.core.progress import report, scaled
+
+
+@dataclass
+class PhotoFit:
+    model_name: str
+    image: np.ndarray  # the photo as fitted (uint8; scaled down when it was huge)
+    image_scale: float  # photo pixels per fitted-image pixel (1 unless scaled down)
+    mediapipe_px: np.ndarray  # (478, 2) detected points, fitted-image pixels
+    result: FitResult
+    vertices: np.ndarray  # the fitted face (model coordinates)
+    landmarks68_px: np.ndarray | None  # fitted model's 68 iBUG points, photo pixels
+    detected68_px: np.ndarray  # MediaPipe's points mapped to the 68, photo pixels
+
+    @property
+    def interocular_px(self) -> float:
+        a, b = IBUG68_EYE_OUTER
+        return float(np.linalg.norm(self.detected68_px[a] - self.detected68_px[b]))
+
+    def errors68(self) -> np.ndarray | None:
+        """Per-landmark distance of the fitted 68 from the detected 68, in photo pixels."""
+        if self.landmarks68_px is None:
+            return None
+        return np.linalg.norm(self.landmarks68_px - self.detected68_px, axis=1)
+
+    def summary(self) -> dict:
+        out = {"model": self.model_name, "landmarks_fitted": int(len(self.result.points_px)),
+               "landmark_rms_px": float(np.sqrt(np.mean(self.result.landmark_error_px ** 2)) * self.image_scale),
+               "interocular_px": self.interocular_px, "timings_s": self.result.timings}
+        e = self.errors68()
+        if e is not None:
+            out["landmarks68_px"] = [[float(x), float(y)] for x, y in self.landmarks68_px]
+            out["landmark68_error_px"] = [float(x) for x in e]
+            out["landmark68_mean_error_iod"] = float(e.mean() / self.interocular_px)
+            out["landmark68_max_error_iod"] = float(e.max() / self.interocular_px)
+        return out
+
+
+def fit_photo_job(model, photo, face: int | None = None, options: FitOptions | None = None, progress=None,
+                  preview=None) -> PhotoFit:
+    """``photo``: a path or an (H, W, 3) array. ``face``: 1-based, largest first, when there are several."""
+    if getattr(model, "kind", "") != "pca":
+        raise StudioError("photo fitting needs a linear (PCA) model")
+    if isinstance(photo, (str, Path)):
+        what = str(photo)
+        original = load_photo(photo)  # already scaled down when huge
+        h0 = _original_height(photo, original)
+    else:
+        what = "the photo"
+        h0 = np.asarray(photo).shape[0]
+        original = prepare_image(photo, what)
+    image = original
+    scale = h0 / image.shape[0]
+    report(progress, 0.01, "finding the face")
+    points = detect_one(image, face, what)
+    emb = embedding.load_or_compute(model, scaled(progress, 0.02, 0.08))
+    corr = embedding.correspondences(model, emb, points)
+    res = fit_photo(model, image, corr, options, scaled(progress, 0.08, 1.0), preview)
+    vertices = model.vertices(res.params)
+    lm = model.meta.landmarks.get("ibug68")
+    fitted68 = None
+    if lm is not None and len(lm) == 68:
+        fitted68 = res.camera.project(vertices[np.asarray(lm)])[0] * scale
+    return PhotoFit(model.name, image, scale, points, res, vertices, fitted68,
+                    ibug68_from_mediapipe(points) * scale)
+
+
+def _original_height(path, loaded: np.ndarray) -> int:
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(im.size[1])
+    except Exception:
+        return loaded.shape[0]
+
+
+def overlay_image(model, fit: PhotoFit, alpha: float = 0.5) -> np.ndarray:
+    """The fitted face over the photo, detected landmarks in green and the model's in red.
+
+    The face is drawn in a neutral skin tone under a fixed frontal light (not the fitted albedo
+    and light, which reproduce the photo so well that the overlay would be invisible), so its
+    shape and placement can be judged against the photo.
+    """
+    from skimage.draw import disk
+
+    from studio.core.photo import shading
+    from studio.core.photo.embedding import fit_region
+
+    res = fit.result
+    albedo = np.tile([0.75, 0.75, 0.78], (model.n_vertices, 1))
+    light = shading.ambient_light(0.35, 0.75, (0.25, 0.3, 1.0))
+    region = np.zeros(model.n_vertices, bool)
+    region[fit_region(model)] = True
+    faces = shading.drawable_faces(model)
+    faces = faces[region[faces].all(1)]
+    rend, frags = shading.render_image(fit.vertices, faces, albedo, light, res.camera)
+    out = fit.image.astype(np.float64) / 255.0
+    m = frags.mask[..., None]
+    out = np.where(m, (1 - alpha) * out + alpha * rend, out)
+    img = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+    r = max(1.2, max(img.shape[:2]) / 350)
+    if fit.landmarks68_px is not None:  # the 68 read best; all fitted points otherwise
+        pairs = ((fit.detected68_px / fit.image_scale, (40, 230, 60)), (fit.landmarks68_px / fit.image_scale, (240, 40, 40)))
+    else:
+        pairs = ((res.points_px, (40, 230, 60)), (res.fitted_px, (240, 40, 40)))
+    for pts, col in pairs:
+        for x, y in pts:
+            rr, cc = disk((y - 0.5, x - 0.5), r, shape=img.shape[:2])
+            img[rr, cc] = col
+    return img
+
+
+def write_outputs(model, fit: PhotoFit, params_path=None, mesh_path=None, overlay_path=None,
+                  force: bool = False) -> list[Path]:
+    written = []
+    res = fit.result
+    if params_path is not None:
+        extra = {"pose": {"rotation_axis_angle": [float(x) for x in res.camera.rotation],
+                          "translation": [float(x) for x in res.camera.translation],
+                          "yaw_pitch_roll_deg": res.camera.as_json()["yaw_pitch_roll_deg"]},
+                 "camera": res.camera.as_json() | {"image_scale": fit.image_scale},
+                 "light": {"model": "spherical harmonics, 2nd order, per RGB channel (9 x 3)",
+                           "coefficients": res.light.tolist()},
+                 "fit": fit.summary()}
+        written.append(params_io.save(params_path, model.name, res.params, force, **extra))
+    if mesh_path is not None:
+        from studio.core.photo.texture import photo_texture, write_textured
+
+        tex = photo_texture(model, fit.vertices, res.camera, fit.image)
+        written += write_textured(mesh_path, model, fit.vertices, tex, force)
+    if overlay_path is not None:
+        from studio.core.render import write_png
+
+        written.append(Path(write_png(overlay_path, overlay_image(model, fit), force)))
+    return written
+
+
+def check_outputs(paths, force: bool) -> None:
+    """Refuse existing outputs before a fit spends seconds on them."""
+    for p in paths:
+        if p is None:
+            continue
+        p = Path(p)
+        check_writable(p, force)
+        if p.suffix.lower() == ".obj":
+            check_writable(p.with_suffix(".png"), force)
+            check_writable(p.with_suffix(".mtl"), force)
