@@ -593,19 +593,26 @@ def test_screenshot_of_the_ict_head(qtbot, ict_store, monkeypatch, tmp_path, no_
         save_window_png(w, tmp_path / "head.png")  # never replaced silently
 
 
-def test_studio_screenshot_command(qtbot, synth, tmp_path, capsys):
-    """``studio --screenshot`` end to end (in-process): opens, waits for the mesh, writes, exits 0."""
+def test_studio_screenshot_command(synth, tmp_path):
+    """``studio --screenshot`` end to end, as a user runs it (its own process: the command owns and
+    ends its QApplication): opens, waits for the mesh, writes, exits 0."""
+    import subprocess
+    import sys
+
     import imageio.v3 as iio
 
-    from studio.cli.main import main
+    def studio(*args):
+        return subprocess.run([sys.executable, "-m", "studio.cli.main", *args], capture_output=True,
+                              text=True, timeout=300)
 
     out = tmp_path / "shot.png"
-    assert main(["--screenshot", str(out), "--model", "synth"]) == 0
+    r = studio("--screenshot", str(out), "--model", "synth")
+    assert r.returncode == 0, r.stderr
     img = iio.imread(out)
     assert img.shape[:2] == (1000, 1600) and img.std() > 10
     # an existing file is refused with one line before any window opens, unless --force
-    assert main(["--screenshot", str(out), "--model", "synth"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "exists" in err
-    assert main(["--screenshot", str(tmp_path / "x.png"), "--model", "nope"]) == 2
-    assert "no model named 'nope'" in capsys.readouterr().err
+    r = studio("--screenshot", str(out), "--model", "synth")
+    err = r.stderr.strip()
+    assert r.returncode == 2 and err.count("\n") == 0 and "exists" in err
+    r = studio("--screenshot", str(tmp_path / "x.png"), "--model", "nope")
+    assert r.returncode == 2 and "no model named 'nope'" in r.stderr

@@ -37,9 +37,13 @@ def head_window(qtbot, studio_home, tmp_path):
     qtbot.addWidget(w)
     w.resize(1280, 820)
     w.show()
-    with qtbot.waitSignal(w.displayed, timeout=TIMEOUT):
-        w.startup("head")
-    qtbot.waitUntil(lambda: w.up_to_date and not w.runner.busy, timeout=TIMEOUT)
+    w.startup("head")
+    try:
+        qtbot.waitUntil(lambda: w.doc.model is not None and w.doc.model.name == "head"
+                        and w.up_to_date and not w.runner.busy, timeout=TIMEOUT)
+    except Exception:
+        raise AssertionError(f"model={getattr(w.doc.model, 'name', None)} up={w.up_to_date} busy={w.runner.busy} "
+                             f"msg={w.status.last_message!r} err={w.status.last_error!r}")
     return w, path, syn
 
 
