@@ -106,3 +106,15 @@ def ict_model(ict_store, monkeypatch):
 
     monkeypatch.setenv("STUDIO_HOME", str(ict_store))
     return open_model("ict")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for a test: tiny networks gain nothing from a second one, and lose a
+    lot when the (CI) machine is busy."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -39,13 +39,7 @@ def small_grids(monkeypatch):
     monkeypatch.setattr(facemodel, "PREVIEW_RESOLUTION", 40)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small networks gain nothing from a second thread, and lose a lot when the CI machine is busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ from studio.core.neural.model import NeuralHead, softplus
 from studio.core.neural.train import train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: these tiny models gain nothing from two, and lose a lot on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
 
 @pytest.fixture(scope="module")

@@ -28,14 +28,12 @@ def add_command(bsub) -> None:
 
 
 def rigid_rms(a: np.ndarray, b: np.ndarray) -> float:
-    """RMS of a − b after the best rotation + translation of a onto b (Kabsch; no scaling)."""
-    A, B = np.asarray(a, float), np.asarray(b, float)
-    ca, cb = A.mean(0), B.mean(0)
-    U, _, Vt = np.linalg.svd((A - ca).T @ (B - cb))
-    D = np.eye(3)
-    D[2, 2] = np.sign(np.linalg.det(U @ Vt))
-    A = (A - ca) @ (U @ D @ Vt) + cb
-    return float(np.sqrt(((A - B) ** 2).sum(1).mean()))
+    """RMS of a − b after the best rotation + translation of a onto b (no scaling, so a wrong
+    size counts as error)."""
+    from studio.core.fitting.align import umeyama
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.sqrt(((umeyama(a, b, with_scale=False).apply(a) - b) ** 2).sum(1).mean()))
 
 
 def bench_photo(a) -> int:
