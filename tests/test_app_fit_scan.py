@@ -137,3 +137,48 @@ def test_loading_a_bad_scan_says_why(head_window, qtbot, tmp_path):
     w.scan_fitting.load(bad)
     qtbot.waitUntil(lambda: "empty" in w.status.last_error, timeout=TIMEOUT)
     assert w.scan_fitting.scan is None and not w.scan_fitting.fit_action.isEnabled()
+
+
+def test_window_fits_a_scan_with_the_neural_model(qtbot, studio_home, tmp_path):
+    """The shipped neural head in the window: the scan aligns, the fit runs on the worker and ends
+    with the latent sliders at the result and the refined head on the scan."""
+    from studio.app.window import MainWindow
+    from studio.core.fitting.align import Similarity, rodrigues
+    from studio.core.metrics import sample_surface
+    from studio.core.registry import open_model
+
+    neural = open_model("neural")
+    p = neural.zeros()
+    p["identity"][:3] = [1.0, -1.0, 0.5]
+    truth = neural.mesh(p)
+    pts, nrm = sample_surface(truth.vertices, truth.faces, 40000, seed=0)
+    pts = pts[(nrm[:, 2] > 0.2) & (pts[:, 2] > np.median(pts[:, 2]))][:10000]
+    pose = Similarity(1.0, rodrigues(np.radians([5.0, 15.0, 0.0])), np.array([30.0, -20.0, 400.0]))
+    path = tmp_path / "head.npy"
+    np.save(path, pose.apply(pts))
+    w = MainWindow(session_enabled=False, seed=0)
+    qtbot.addWidget(w)
+    w.resize(1280, 820)
+    w.show()
+    w.startup("neural")  # the shipped checkpoint
+    try:
+        qtbot.waitUntil(lambda: w.doc.model is not None and getattr(w.doc.model, "kind", "") == "neural"
+                        and w.up_to_date and not w.runner.busy, timeout=TIMEOUT)
+    except Exception:
+        raise AssertionError(f"model={getattr(w.doc.model, 'name', None)} up={w.up_to_date} busy={w.runner.busy} "
+                             f"msg={w.status.last_message!r} err={w.status.last_error!r}")
+    sf = _load(qtbot, w, path)
+    assert w.viewport._overlays["scan"][0].n_points == len(pts)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(20)
+    t0 = time.perf_counter()
+    with qtbot.waitSignal(sf.fitted, timeout=120000):
+        sf.fit()
+    timer.stop()
+    assert len(ticks) >= 3 and np.diff([t0] + ticks).max() < 1.0  # the window never froze
+    qtbot.waitUntil(lambda: w.up_to_date and not w.runner.busy, timeout=TIMEOUT)
+    np.testing.assert_allclose(w.doc.params["identity"], sf.result.params["identity"])
+    assert abs(sf.result.params["identity"][0] - 1.0) < 0.3  # the leading direction is recovered
+    assert sf.report.metrics["scan_to_fit_median_mm"] < 0.5

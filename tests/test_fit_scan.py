@@ -170,12 +170,12 @@ def test_degenerate_inputs_end_in_one_clear_message(head, tmp_path):
         fit_scan(head, scan)
 
 
-def test_neural_models_say_scan_fitting_is_not_available_yet():
-    class Neural:
-        kind = "neural"
+def test_models_of_unknown_kinds_are_refused():
+    class Odd:
+        kind = "voxels"
 
-    with pytest.raises(StudioError, match="neural-model scan fitting is not available yet"):
-        fit_scan(Neural(), Scan(np.zeros((200, 3))))
+    with pytest.raises(StudioError, match="cannot fit a model of kind 'voxels'"):
+        fit_scan(Odd(), Scan(np.zeros((200, 3))))
 
 
 # -- cancel ----------------------------------------------------------------------------------------------

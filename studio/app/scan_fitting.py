@@ -20,7 +20,6 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 
 from studio.app import dialogs
-from studio.core.errors import StudioError
 
 SCAN_FILTER = ("Scans (*.obj *.ply *.stl *.glb *.gltf *.off *.xyz *.txt *.pts *.npy *.png);;"
                "Meshes (*.obj *.ply *.stl *.glb *.gltf *.off);;Point clouds (*.ply *.xyz *.txt *.pts *.npy);;"
@@ -85,7 +84,7 @@ class ScanFitting(QObject):
 
     def load(self, path, unit: str | None = None) -> None:
         """Read and align the scan on the worker, then draw it with the face."""
-        from studio.core.fitting.linear_scan import FitOptions
+        from studio.core.fitting import fit_options, initial_alignment
         from studio.jobs import fit_scan as jobs
 
         model = self.w.doc.model
@@ -97,7 +96,7 @@ class ScanFitting(QObject):
         def job(progress):
             scan = jobs.load(model, path, unit)
             progress(0.3, "aligning")
-            to_model = _initial_pose(model, scan, FitOptions(), progress)
+            to_model = initial_alignment(model, scan, "face", fit_options(model), progress)
             return scan, to_model
 
         self.w.notify(f"loading scan {path.name}…")
@@ -210,15 +209,6 @@ class ScanFitting(QObject):
             d = self.report.scan_distance_mm[self.shown_idx]
             rgb = np.clip(heat_colors(d) * 255 + 0.5, 0, 255).astype(np.uint8)
         self._draw_scan(self.to_model, rgb)
-
-
-def _initial_pose(model, scan, options, progress):
-    """The alignment the fit starts from, to draw the loaded scan with the face."""
-    from studio.core.fitting.linear_scan import initial_alignment
-
-    if getattr(model, "kind", "") != "pca":
-        raise StudioError("neural-model scan fitting is not available yet")
-    return initial_alignment(model, scan, "face", None, options, progress)
 
 
 def install(window, file_menu) -> None:

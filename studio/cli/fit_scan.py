@@ -33,14 +33,14 @@ def add_command(fsub) -> None:
 
 def cmd_fit_scan(a) -> int:
     from studio.cli.progressbar import progress_bar
-    from studio.core.fitting.linear_scan import FitOptions
+    from studio.core.fitting import fit_options
     from studio.core.registry import open_model
     from studio.jobs.fit_scan import fit_scan_job
 
     model = open_model(a.model)
     with progress_bar("fitting") as cb:
         r = fit_scan_job(model, a.scan, a.out, a.mesh, a.report, a.region, a.unit, a.landmarks,
-                         a.intrinsics, a.force, progress=cb, options=FitOptions(free_scale=a.free_scale))
+                         a.intrinsics, a.force, progress=cb, options=fit_options(model, a.free_scale))
     m = r["metrics_mm"]
     if a.json:
         print(json.dumps(r))

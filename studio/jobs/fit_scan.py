@@ -59,7 +59,10 @@ def read_landmarks(path: str | Path) -> dict:
 
 def expected_size_mm(model) -> float:
     """The largest extent of the model's head, in mm (for detecting a scan's unit)."""
-    return robust_extent(np.asarray(model.mean)) * UNIT_TO_MM[model.meta.unit]
+    mean = getattr(model, "mean", None)
+    if mean is None:  # a model without a fixed mean shape (the neural head): its mean mesh, coarsely
+        mean = model.preview_mesh(model.zeros()).vertices
+    return robust_extent(np.asarray(mean)) * UNIT_TO_MM[model.meta.unit]
 
 
 def load(model, scan_path: str | Path, unit: str | None = None, intrinsics=None, max_bytes=None) -> Scan:
@@ -79,7 +82,8 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None, 
 
 def fitted_mesh(model, result) -> Mesh:
     """The fitted face placed on the scan (scan coordinates and unit)."""
-    mesh = model.mesh(result.params)
+    # A topology of its own (a neural head): the fit's mesh is the model's mesh at the result.
+    mesh = model.mesh(result.params) if result.faces is None else Mesh(result.vertices, result.faces)
     mesh.vertices = result.vertices_in_scan()
     return mesh
 

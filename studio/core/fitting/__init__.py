@@ -3,6 +3,7 @@
 ``scan_io`` reads the scan (mesh, point cloud, depth map) into points in a known unit,
 ``align`` finds the similarity transform scan → model (landmarks or a global search + ICP),
 ``linear_scan`` fits a linear (PCA) model's coefficients (non-rigid MAP, coarse to fine),
+``neural_scan`` the neural head's latent codes (MAP, eq. 4.23),
 ``report`` measures the result in mm and draws the error heatmap, ``synthetic`` makes scans with
 known answers for the tests and the bench. ``fit_scan`` dispatches on the model's kind.
 """
@@ -25,6 +26,32 @@ def fit_scan(model, scan, **kwargs):
         with threadpool_limits(limits=1, user_api="blas"):
             return fit(model, scan, **kwargs)
     if kind == "neural":
-        # The neural head model's latent optimisation (thesis eq. 4.23) plugs in here.
-        raise StudioError("neural-model scan fitting is not available yet")
+        from studio.core.fitting.neural_scan import fit
+
+        return fit(model, scan, **kwargs)
+    raise StudioError(f"cannot fit a model of kind '{kind}' to a scan")
+
+
+def fit_options(model, free_scale: bool = False):
+    """The default fitting options for ``model``'s kind (``free_scale``: the scan's scale is unknown)."""
+    if getattr(model, "kind", "") == "neural":
+        from studio.core.fitting.neural_scan import NeuralFitOptions
+
+        return NeuralFitOptions(free_scale=free_scale)
+    from studio.core.fitting.linear_scan import FitOptions
+
+    return FitOptions(free_scale=free_scale)
+
+
+def initial_alignment(model, scan, region: str = "face", options=None, progress=None):
+    """Only the rigid stage of the fit: scan coordinates → model coordinates (a ``Similarity``)."""
+    kind = getattr(model, "kind", "")
+    if kind == "pca":
+        from studio.core.fitting.linear_scan import initial_alignment as linear
+
+        return linear(model, scan, region, None, options, progress)
+    if kind == "neural":
+        from studio.core.fitting.neural_scan import fit
+
+        return fit(model, scan, region, None, options, progress, _align_only=True)
     raise StudioError(f"cannot fit a model of kind '{kind}' to a scan")

@@ -92,6 +92,9 @@ class FitResult:
     iterations: int
     seconds: float
     residual_mm: list[float] = field(default_factory=list)  # robust residual per iteration
+    # The fitted mesh's triangles when its topology depends on the parameters (a neural model's
+    # marching-cubes mesh); None for a fixed-topology model (the model's own triangles).
+    faces: np.ndarray | None = None
 
     def vertices_in_scan(self) -> np.ndarray:
         """The fitted face placed on the scan (scan coordinates and unit)."""
@@ -211,7 +214,7 @@ def prepare(model, region: str = "face") -> _Prepared:
     step = max(len(front) // 800, 1)
     face_subset = front[::step] if len(front) >= 30 else inner[:: max(len(inner) // 800, 1)]
     cat = (lambda xs, dt=float: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
-    prep = _Prepared(verts, faces, border, spacing, _incident(faces, len(verts)), mean, basis, columns, cat(lower), cat(upper), cat(prior),
+    prep = _Prepared(verts, faces, border, spacing, incident_triangles(faces, len(verts)), mean, basis, columns, cat(lower), cat(upper), cat(prior),
                      cat(normal, bool), cat(rank, int), cat(gsize, int), target, face_subset)
     cache[region] = prep
     return prep
@@ -249,7 +252,7 @@ def solve_box(h: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_
 
 
 # -- the fit -----------------------------------------------------------------------------------------
-def _scan_samples(scan: Scan, pts: np.ndarray, n: int, rng: np.random.Generator):
+def scan_samples(scan: Scan, pts: np.ndarray, n: int, rng: np.random.Generator):
     """Indices of a random subsample plus its normals, border and isolation flags."""
     tree = cKDTree(pts)
     idx = np.sort(rng.choice(len(pts), size=min(n, len(pts)), replace=False))
@@ -298,7 +301,7 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
     unit_scale = UNIT_TO_MM[scan.unit] / mm  # scan unit → model unit
     pts = np.asarray(scan.points, float) * unit_scale
     report(progress, 0.0, "reading the scan")
-    idx, s_nrm, s_border, isolated, oriented = _scan_samples(scan, pts, opt.samples, rng)
+    idx, s_nrm, s_border, isolated, oriented = scan_samples(scan, pts, opt.samples, rng)
     usable = ~isolated
     if usable.sum() < 50:
         raise StudioError("the scan has too few surface points to fit (most are isolated outliers)")
@@ -427,7 +430,7 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
                      time.perf_counter() - t0, residuals)
 
 
-def _incident(faces: np.ndarray, n: int) -> np.ndarray:
+def incident_triangles(faces: np.ndarray, n: int) -> np.ndarray:
     """Each vertex's triangles as a padded (n, K) table (padding repeats the first triangle)."""
     corner_v = faces.ravel()
     order = np.argsort(corner_v, kind="stable")

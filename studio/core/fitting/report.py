@@ -18,7 +18,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from studio.core.facemodel import UNIT_TO_MM
-from studio.core.fitting.linear_scan import FitResult, prepare, project_to_surface
+from studio.core.fitting.linear_scan import FitResult, incident_triangles, prepare, project_to_surface
 from studio.core.fitting.scan_io import Scan, local_geometry
 from studio.core.metrics import sample_surface, surface_metrics
 
@@ -33,8 +33,27 @@ class FitReport:
     vertex_error_mm: np.ndarray  # per model vertex: mean distance of the scan points nearest to it (NaN: none)
 
 
-def evaluate(model, result: FitResult, scan: Scan, max_points: int = 60000, seed: int = 0) -> FitReport:
+@dataclass
+class _Surface:
+    """The fitted surface the figures are measured on: vertex ids into ``result.vertices``, triangles
+    (indices into those ids), border flags and the triangles around each vertex."""
+
+    verts: np.ndarray
+    faces: np.ndarray
+    border: np.ndarray
+    incident: np.ndarray
+
+
+def fitted_surface(model, result: FitResult) -> _Surface:
+    if result.faces is not None:  # the fit's own mesh (a neural model's): closed, all of it fitted
+        n = len(result.vertices)
+        return _Surface(np.arange(n), result.faces, np.zeros(n, bool), incident_triangles(result.faces, n))
     prep = prepare(model, result.region)
+    return _Surface(prep.verts, prep.faces, prep.border, prep.incident)
+
+
+def evaluate(model, result: FitResult, scan: Scan, max_points: int = 60000, seed: int = 0) -> FitReport:
+    prep = fitted_surface(model, result)
     mm = UNIT_TO_MM[scan.unit]
     verts = result.vertices_in_scan()[prep.verts] * mm
     pts = np.asarray(scan.points, float) * mm
@@ -51,7 +70,7 @@ def evaluate(model, result: FitResult, scan: Scan, max_points: int = 60000, seed
     per_point[sel[explained]] = dist[explained]
     vsum = np.bincount(near_v[explained], weights=dist[explained], minlength=len(verts))
     vcnt = np.bincount(near_v[explained], minlength=len(verts))
-    vertex_err = np.full(model.n_vertices, np.nan)
+    vertex_err = np.full(len(result.vertices), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         vertex_err[prep.verts] = np.where(vcnt > 0, vsum / vcnt, np.nan)
 
@@ -63,8 +82,25 @@ def evaluate(model, result: FitResult, scan: Scan, max_points: int = 60000, seed
     ref_n = scan.normals[sel][inlier] if scan.normals is not None else None
     if ref_n is None and len(ref) >= 16:
         ref_n, _, _ = local_geometry(ref, cKDTree(ref), ref)
-    samples, sample_n = sample_surface(verts, prep.faces, min(max(len(ref), 2000), 30000), seed=seed)
-    covered = cKDTree(ref).query(samples)[0] <= 5.0 if len(ref) else np.zeros(len(samples), bool)
+    # The fitted surface the scan covers: triangles within 5 mm of an inlier. Sampled there only, so
+    # the sample density (and with it the metrics' floor) does not depend on how much more surface
+    # the model has than the scan shows (a whole neural head against a single-view face scan).
+    if len(ref):
+        centroids = verts[prep.faces].mean(axis=1)
+        shown = prep.faces[cKDTree(ref).query(centroids)[0] <= 5.0]
+    else:
+        shown = prep.faces[:0]
+    if len(shown):
+        # About one sample per (0.5 mm)² of fitted surface: a coarser sampling would count its own
+        # spacing as the fit's error (completeness, recall). The figures' other side, the scan, is as
+        # dense as the scanner made it.
+        e = verts[shown]
+        area = 0.5 * float(np.linalg.norm(np.cross(e[:, 1] - e[:, 0], e[:, 2] - e[:, 0]), axis=1).sum())
+        count = int(np.clip(area / 0.25, 2000, 200_000))
+        samples, sample_n = sample_surface(verts, shown, count, seed=seed)
+    else:
+        samples, sample_n = np.zeros((0, 3)), np.zeros((0, 3))
+    covered = np.ones(len(samples), bool)
     figures = {"scan_points": int(len(pts)), "evaluated_points": int(len(sel)),
                "stray_fraction": float(isolated.mean()),
                "explained_fraction": float(explained.mean()), "inlier_fraction": float(inlier.mean()),
@@ -99,7 +135,7 @@ def report_png(model, result: FitResult, rep: FitReport, size: int = 360) -> byt
 
     from studio.core.render import render
 
-    prep = prepare(model, result.region)
+    prep = fitted_surface(model, result)
     v = result.vertices[prep.verts]
     colors = heat_colors(rep.vertex_error_mm[prep.verts])
     views = [render(v, prep.faces, colors, size, yaw=yaw, background=(1, 1, 1)) for yaw in (0.0, 35.0)]

@@ -37,7 +37,8 @@ from studio.core.errors import StudioError
 from studio.core.facemodel import Mesh, ModelMeta, ParamGroup, Params
 from studio.core.neural.extract import extract
 
-MAX_DIRECTIONS = 16  # sliders per group: the top principal directions carry most of the variance
+MAX_DIRECTIONS = None  # sliders per group (None: all). With every direction the sliders are
+# a complete coordinate system of the code space, so a fitted code (scan fitting) is exactly its parameters.
 FULL_RESOLUTION = 192  # mesh(): grid points per axis over [-1, 1]³ (≈ 2.8 mm voxels at 265 mm per unit)
 PREVIEW_RESOLUTION = 64  # while a slider is dragged (≥ 10 meshes per second on 2 CPU cores)
 # Narrow-band Lipschitz margins (extract.py). 1.5 gave meshes identical to dense extraction on every
@@ -56,7 +57,7 @@ class NeuralFaceModel:
     kind = "neural"
 
     def __init__(self, checkpoint, name: str = "neural", source: str = "", resolution: int | None = None,
-                 preview_resolution: int | None = None, max_directions: int = MAX_DIRECTIONS,
+                 preview_resolution: int | None = None, max_directions: int | None = MAX_DIRECTIONS,
                  device: str | None = None):
         self.checkpoint = checkpoint
         self.device = device or default_device()

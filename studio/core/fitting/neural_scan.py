@@ -1,0 +1,270 @@
+"""Fitting the neural head model to a scan: rigid first, then the latent codes (thesis eq. 4.23).
+
+1. Rigid: the scan is aligned to the mean head (the all-zero parameters' mesh, extracted at a coarse
+   grid) by ``align.global_align`` — the same orientation search and robust ICP as for a linear
+   model, so no landmarks are needed.
+2. Identity: MAP estimate of the identity parameters α (coordinates along the principal directions
+   of the trained codes, in σ units, so the prior is N(0, I): exactly the codes' Gaussian of eq.
+   4.23) jointly with a small pose correction (rotation about the scan's centre, translation):
+
+       E(α, ω, τ) = Σ_i r_i² / σ_N²  +  ½‖α‖²,   r_i = SDF(T_ωτ(p_i), z_id(α)) in mm
+
+   Scan points lie on the surface, so their signed distance should vanish. Adam from α = 0 (the mean
+   code), a random minibatch of the scan per step; the active directions grow coarse to fine and σ_N
+   falls from high (the prior dominates) to the residuals' noise level (the scan dominates).
+   Outliers: every few steps the correspondences are re-judged on all samples — residuals beyond
+   3 robust σ (at least ``cut_floor_mm``), the worst ``trim`` fraction, points whose scan normal
+   disagrees with the SDF gradient, and points outside the model's box are left out.
+3. Expression (optional): the expression parameters β as well, through the posed SDF. The forward
+   deformation field is inverted by fixed-point iteration without gradients, then one
+   differentiable step x_c = x_p − Δ(x_c) carries the gradient to β (the implicit-function
+   gradient to first order, at a fifth of the cost of differentiating every iteration).
+
+The fitted mesh is the model's own ``mesh(params)`` (full resolution), so the parameters JSON
+reproduces it exactly; its vertex count depends on the identity.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from studio.core.errors import StudioError
+from studio.core.facemodel import UNIT_TO_MM
+from studio.core.fitting import align
+from studio.core.fitting.align import Similarity, Target
+from studio.core.fitting.linear_scan import FitResult, scan_samples
+from studio.core.geometry import vertex_normals
+from studio.core.progress import report
+
+
+@dataclass
+class NeuralFitOptions:
+    samples: int = 6000  # scan points the fit sees (drawn once)
+    batch: int = 3000  # of those, per Adam step
+    align_samples: int = 600
+    align_iterations: int = 12
+    align_resolution: int = 96  # grid of the mean head the scan is aligned to
+    identity_steps: int = 240
+    expression_steps: int = 60
+    fit_expression: bool = True
+    deform_iterations: int = 4  # fixed-point steps inverting the expression field
+    # Adam steps at the start; all decay (cosine) to ``lr_final`` × over the fit. The pose steps are
+    # large enough to undo an alignment tens of degrees off (the mean head can differ from the
+    # scanned one by centimetres, and the rigid stage then settles on a compromise).
+    lr: float = 0.08  # α, β (σ units)
+    lr_rotation: float = 0.01  # radians
+    lr_shift_mm: float = 1.0
+    lr_final: float = 0.05
+    sigma_start_mm: float = 4.0
+    sigma_final_mm: float = 0.3
+    noise_weight: float = 1.0  # σ_N ≥ this × the residuals' robust σ
+    coarse: tuple[float, ...] = (0.15, 0.4, 1.0)  # active fraction of the directions, by thirds
+    rejudge_every: int = 10
+    trim: float = 0.05
+    cut_floor_mm: float = 2.0
+    free_scale: bool = False
+    seed: int = 0
+
+
+def _mean_head_target(model, resolution: int) -> tuple[Target, np.ndarray]:
+    """The mean head's surface (mm) and the front-facing subset any face scan shows."""
+    mesh = model.mesh(model.zeros(), resolution, model.preview_margin)
+    v = np.asarray(mesh.vertices, float)
+    n = vertex_normals(v, mesh.faces)
+    target = Target.build(v, n)
+    front = np.flatnonzero((n[:, 2] > 0.3) & (v[:, 2] > np.median(v[:, 2])))
+    step = max(len(front) // 800, 1)
+    return target, front[::step]
+
+
+def _skew(w: torch.Tensor) -> torch.Tensor:
+    z = torch.zeros((), dtype=w.dtype)
+    return torch.stack([torch.stack([z, -w[2], w[1]]), torch.stack([w[2], z, -w[0]]),
+                        torch.stack([-w[1], w[0], z])])
+
+
+class _Problem:
+    """The scan samples in the model's normalised frame and the differentiable SDF of (α, β, pose)."""
+
+    def __init__(self, model, points_mm: np.ndarray, normals: np.ndarray, oriented: bool):
+        self.model, self.net = model, model.net
+        dev = model.device
+        self.scale = float(model.scale)
+        self.p = torch.as_tensor((points_mm - model.center) / self.scale, dtype=torch.float32, device=dev)
+        self.n = torch.as_tensor(normals, dtype=torch.float32, device=dev)
+        self.oriented = oriented
+        self.centre = self.p.mean(0)
+        t = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=dev)  # noqa: E731
+        self.id_mean, self.id_basis = t(model.id_mean), t(model.id_dirs * model.id_sigmas[:, None])
+        self.ex_basis = t(model.ex_dirs * model.ex_sigmas[:, None])
+        self.alpha = torch.zeros(len(model.id_sigmas), device=dev, requires_grad=True)
+        self.beta = torch.zeros(len(model.ex_sigmas), device=dev, requires_grad=True)
+        self.omega = torch.zeros(3, device=dev, requires_grad=True)
+        self.shift = torch.zeros(3, device=dev, requires_grad=True)  # normalised units
+
+    def rotation(self) -> torch.Tensor:
+        return torch.linalg.matrix_exp(_skew(self.omega))
+
+    def posed(self, idx=None) -> torch.Tensor:
+        p = self.p if idx is None else self.p[idx]
+        return (p - self.centre) @ self.rotation().T + self.centre + self.shift
+
+    def sdf_mm(self, idx=None, expression: bool = False, iterations: int = 4) -> torch.Tensor:
+        x = self.posed(idx)[None]
+        z_id = (self.id_mean + self.alpha @ self.id_basis)[None]
+        planes = self.net.planes(z_id)
+        if expression:
+            z_ex = (self.beta @ self.ex_basis)[None]
+            with torch.no_grad():
+                xc = x
+                for _ in range(iterations):
+                    xc = x - self.net.deform(xc, z_ex, z_id)
+            x = x - self.net.deform(xc, z_ex, z_id)
+        return self.net.sdf(x, planes)[0] * self.scale
+
+    def normal_agreement(self, expression: bool, iterations: int) -> np.ndarray:
+        """|cos| (or cos, for oriented scans) between scan normals and the SDF gradient, per sample."""
+        x = self.posed().detach().requires_grad_(True)
+        z_id = (self.id_mean + self.alpha @ self.id_basis).detach()[None]
+        with torch.enable_grad():
+            planes = self.net.planes(z_id)
+            f = self.net.sdf(x[None], planes)[0]
+            (g,) = torch.autograd.grad(f.sum(), x)
+        n = self.n @ self.rotation().detach().T
+        cos = (torch.nn.functional.normalize(g, dim=1) * n).sum(1)
+        return (cos if self.oriented else cos.abs()).cpu().numpy()
+
+    def params(self) -> dict:
+        return {"identity": self.alpha.detach().cpu().numpy().astype(np.float64),
+                "expression": self.beta.detach().cpu().numpy().astype(np.float64)}
+
+    def pose(self, sim: Similarity) -> Similarity:
+        """The initial similarity followed by the fitted correction (both in mm)."""
+        r = self.rotation().detach().cpu().numpy().astype(np.float64)
+        c = self.centre.cpu().numpy().astype(np.float64) * self.scale + self.model.center
+        t = self.shift.detach().cpu().numpy().astype(np.float64) * self.scale
+        return sim.compose(Similarity(1.0, r, c - r @ c + t))
+
+
+def _inliers(r: np.ndarray, agree: np.ndarray, inside: np.ndarray, opt: NeuralFitOptions) -> tuple[np.ndarray, float]:
+    ok = inside & (agree > 0.5)
+    if ok.sum() < 30:
+        raise StudioError("the scan does not match the model's head: too few points land on it "
+                          "(is this a face or head scan, and in the unit given?)")
+    noise = 1.4826 * float(np.median(np.abs(r[ok])))
+    ok &= np.abs(r) <= max(3.0 * noise, opt.cut_floor_mm)
+    if ok.sum() > 30:
+        ok &= np.abs(r) <= np.quantile(np.abs(r[ok]), 1 - opt.trim)
+    return ok, noise
+
+
+def fit(model, scan, region: str = "face", landmarks: dict | None = None,
+        options: NeuralFitOptions | None = None, progress=None, on_update=None,
+        _align_only: bool = False):
+    """Fit ``model`` (a NeuralFaceModel) to ``scan``; returns a ``FitResult`` whose ``faces`` hold the
+    fitted mesh's triangles. ``progress`` may raise ``Cancelled`` (checked every step)."""
+    if landmarks is not None:
+        raise StudioError("3-D landmarks are supported for linear models only; fit the neural model without "
+                          "--landmarks")
+    t0 = time.perf_counter()
+    opt = options or NeuralFitOptions()
+    rng = np.random.default_rng(opt.seed)
+    torch.manual_seed(opt.seed)
+    unit_scale = UNIT_TO_MM[scan.unit]  # scan unit → mm (the neural model's unit)
+    pts = np.asarray(scan.points, float) * unit_scale
+    report(progress, 0.0, "reading the scan")
+    idx, s_nrm, s_border, isolated, oriented = scan_samples(scan, pts, opt.samples, rng)
+    usable = np.flatnonzero(~isolated)
+    if len(usable) < 50:
+        raise StudioError("the scan has too few surface points to fit (most are isolated outliers)")
+
+    # 1. rigid: onto the mean head.
+    report(progress, 0.01, "extracting the mean head")
+    target, front = _mean_head_target(model, opt.align_resolution)
+    pick = usable if len(usable) <= opt.align_samples else rng.choice(usable, opt.align_samples, replace=False)
+    align_progress = (lambda f, m="": report(progress, 0.02 + 0.18 * f, m)) if progress else None
+    sim, _ = align.global_align(pts[idx[pick]], target, s_nrm[pick], oriented, src_border=s_border[pick],
+                                target_subset=front, with_scale=opt.free_scale, refine=opt.align_iterations,
+                                progress=align_progress)
+    d, _ = target.tree.query(sim.apply(pts[idx[usable]]))
+    if np.percentile(d, 25) > 0.04 * float(np.ptp(target.points, axis=0).max()):
+        raise StudioError("the scan does not look like a head: after the best alignment even its closest quarter "
+                          "of points lies far from the model (check the file and the unit)")
+    if _align_only:
+        return Similarity(sim.s * unit_scale, sim.R, sim.t)
+
+    # 2./3. latent codes and pose, coarse to fine, the prior's weight falling.
+    prob = _Problem(model, sim.apply(pts[idx[usable]]), sim.rotate(s_nrm[usable]), oriented)
+    for p in model.net.parameters():
+        p.requires_grad_(False)
+    n_id, n_ex = len(prob.alpha), len(prob.beta)
+    steps_id = max(int(opt.identity_steps), 1)
+    steps_ex = int(opt.expression_steps) if opt.fit_expression and n_ex else 0
+    total = steps_id + steps_ex
+    adam = torch.optim.Adam([{"params": [prob.alpha, prob.beta], "lr": opt.lr},
+                             {"params": [prob.omega], "lr": opt.lr_rotation},
+                             {"params": [prob.shift], "lr": opt.lr_shift_mm / prob.scale}])
+    start_lr = [g["lr"] for g in adam.param_groups]
+    sigma, floor = opt.sigma_start_mm, opt.sigma_final_mm
+    decay = (floor / sigma) ** (1.0 / max(int(0.7 * steps_id), 1))
+    gen = torch.Generator().manual_seed(opt.seed)
+    residuals: list[float] = []
+    keep = np.ones(len(usable), bool)
+    noise = float("inf")
+    try:
+        for step in range(total):
+            expression = step >= steps_id
+            report(progress, 0.2 + 0.72 * step / total,
+                   f"fitting {'expression' if expression else 'identity'}: step {step + 1}/{total}")
+            if step % opt.rejudge_every == 0:
+                with torch.no_grad():
+                    r_all = prob.sdf_mm(None, expression, opt.deform_iterations).cpu().numpy()
+                    inside = (prob.posed().abs().amax(1) < 0.98).cpu().numpy()
+                agree = prob.normal_agreement(expression, opt.deform_iterations)
+                keep, noise = _inliers(r_all, agree, inside, opt)
+                kept = torch.as_tensor(np.flatnonzero(keep), device=prob.p.device)
+                residuals.append(float(np.sqrt(np.mean(r_all[keep] ** 2))))
+            # Coarse to fine: the leading directions first (σ-ordered), the rest masked at zero.
+            frac = opt.coarse[min(3 * step // steps_id, len(opt.coarse) - 1)] if not expression else 1.0
+            k_id = max(1, int(np.ceil(frac * n_id)))
+            b = kept[torch.randint(len(kept), (min(opt.batch, len(kept)),), generator=gen).to(kept.device)]
+            r = prob.sdf_mm(b, expression, opt.deform_iterations)
+            data = (r ** 2).sum() * (len(kept) / len(b)) / sigma ** 2
+            prior = 0.5 * (prob.alpha ** 2).sum() + (0.5 * (prob.beta ** 2).sum() if expression else 0.0)
+            loss = (data + prior) / len(kept)
+            adam.zero_grad(set_to_none=True)
+            loss.backward()
+            with torch.no_grad():
+                prob.alpha.grad[k_id:] = 0.0
+                if not expression:
+                    prob.beta.grad = None
+            decay_lr = opt.lr_final + (1 - opt.lr_final) * 0.5 * (1 + np.cos(np.pi * step / total))
+            for g, lr0 in zip(adam.param_groups, start_lr):
+                g["lr"] = lr0 * decay_lr
+            adam.step()
+            with torch.no_grad():
+                prob.alpha[k_id:] = 0.0
+            if step >= 0.1 * steps_id:
+                sigma = max(sigma * decay, opt.noise_weight * noise, floor)
+            if on_update is not None and (step % 20 == 19 or step == total - 1):
+                on_update(prob.params(), _scan_to_model(prob.pose(sim), unit_scale))
+    finally:
+        for p in model.net.parameters():
+            p.requires_grad_(True)
+    report(progress, 0.93, "extracting the fitted head")
+    params = model.check(prob.params())
+    mesh = model.mesh(params)
+    report(progress, 1.0, "fitted")
+    verts = np.asarray(mesh.vertices, np.float64)
+    return FitResult(model.name, params, _scan_to_model(prob.pose(sim), unit_scale), region, scan.unit, "mm",
+                     verts, np.arange(len(verts)), total, time.perf_counter() - t0, residuals,
+                     faces=np.asarray(mesh.faces, np.int64))
+
+
+def _scan_to_model(sim_mm: Similarity, unit_scale: float) -> Similarity:
+    """A similarity from mm-scaled scan points to one from the scan's own coordinates."""
+    return Similarity(sim_mm.s * unit_scale, sim_mm.R, sim_mm.t)
