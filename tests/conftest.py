@@ -118,3 +118,38 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def cancel_while_running(fit, ready, timeout: float = 60.0) -> tuple[str, float, list[str]]:
+    """Run ``fit(progress)`` on a thread, make its progress callback raise ``Cancelled`` once
+    ``ready(messages)`` holds, and return (outcome, seconds from the cancel to the stop, messages)."""
+    import threading
+    import time
+
+    from studio.core.progress import Cancelled
+
+    stop = threading.Event()
+    messages: list[str] = []
+    outcome: dict = {}
+
+    def progress(fraction, message=""):
+        messages.append(message)
+        if stop.is_set():
+            raise Cancelled()
+
+    def run():
+        try:
+            fit(progress)
+            outcome["r"] = "finished"
+        except Cancelled:
+            outcome["r"] = "cancelled"
+        outcome["t"] = time.perf_counter()
+
+    th = threading.Thread(target=run)
+    th.start()
+    while not ready(messages) and th.is_alive():
+        time.sleep(0.01)
+    t_cancel = time.perf_counter()
+    stop.set()
+    th.join(timeout=timeout)
+    return outcome.get("r", "hung"), outcome.get("t", float("inf")) - t_cancel, messages

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import make_model
+from conftest import cancel_while_running, make_model
 from studio.core.errors import StudioError
 from studio.core.fitting import fit_scan
 from studio.core.fitting.linear_scan import FitOptions
@@ -182,31 +182,10 @@ def test_models_of_unknown_kinds_are_refused():
 def test_cancel_stops_a_running_fit_within_a_second(head):
     syn = synthetic_scan(head, seed=2, n_points=8000)
     scan = finish_scan(syn.scan, None, 250.0)
-    stop = threading.Event()
-    calls, outcome = [], {}
-
-    def progress(fraction, message=""):
-        calls.append(time.perf_counter())
-        if stop.is_set():
-            raise Cancelled()
-
-    def run():
-        try:
-            fit_scan(head, scan, options=FitOptions(iterations=200), progress=progress)
-            outcome["r"] = "finished"
-        except Cancelled:
-            outcome["r"] = "cancelled"
-            outcome["t"] = time.perf_counter()
-
-    th = threading.Thread(target=run)
-    th.start()
-    while len(calls) < 20 and th.is_alive():
-        time.sleep(0.01)
-    t_cancel = time.perf_counter()
-    stop.set()
-    th.join(timeout=30)
-    assert outcome.get("r") == "cancelled"
-    assert outcome["t"] - t_cancel < 1.0
+    outcome, delay, calls = cancel_while_running(
+        lambda progress: fit_scan(head, scan, options=FitOptions(iterations=200), progress=progress),
+        lambda calls: len(calls) >= 20, timeout=30)
+    assert outcome == "cancelled" and delay < 1.0
     # progress is reported at least once per iteration (so cancel is never more than one away)
     assert len(calls) >= 20
 

@@ -7,18 +7,16 @@ can represent and the tests need no data beyond the repository's checkpoint."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import cancel_while_running
 from studio.core.fitting import fit_scan
 from studio.core.fitting.neural_scan import NeuralFitOptions
 from studio.core.fitting.scan_io import Scan
 from studio.core.metrics import sample_surface
-from studio.core.progress import Cancelled
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "neural"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -137,30 +135,9 @@ def test_a_non_head_scan_is_refused(neural):
 def test_cancel_stops_a_running_neural_fit_within_a_second(neural):
     rng = np.random.default_rng(2)
     scan = Scan(front_scan(neural.mesh(neural.zeros()), rng, n=5000), unit="mm")
-    stop = threading.Event()
-    calls, outcome = [], {}
-
-    def progress(fraction, message=""):
-        calls.append(message)
-        if stop.is_set():
-            raise Cancelled()
-
-    def run():
-        try:
-            fit_scan(neural, scan, options=NeuralFitOptions(identity_steps=5000), progress=progress)
-            outcome["r"] = "finished"
-        except Cancelled:
-            outcome["r"] = "cancelled"
-            outcome["t"] = time.perf_counter()
-
-    th = threading.Thread(target=run)
-    th.start()
-    while sum("fitting identity" in c for c in calls) < 10 and th.is_alive():
-        time.sleep(0.01)
-    t_cancel = time.perf_counter()
-    stop.set()
-    th.join(timeout=60)
-    assert outcome.get("r") == "cancelled"
-    assert outcome["t"] - t_cancel < 1.0
+    outcome, delay, _ = cancel_while_running(
+        lambda progress: fit_scan(neural, scan, options=NeuralFitOptions(identity_steps=5000), progress=progress),
+        lambda calls: sum("fitting identity" in c for c in calls) >= 10)
+    assert outcome == "cancelled" and delay < 1.0
     # the network is usable (gradients re-enabled) after a cancelled fit
     assert all(p.requires_grad for p in neural.net.parameters())
