@@ -4,8 +4,6 @@ the CLI. Synthetic models mostly (fast); the ICT accuracy test runs when the arc
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +14,6 @@ from studio.core.fitting import fit_scan
 from studio.core.fitting.linear_scan import FitOptions
 from studio.core.fitting.scan_io import Scan, finish_scan, load_scan
 from studio.core.fitting.synthetic import face_like_model, random_params, synthetic_scan
-from studio.core.progress import Cancelled
 
 
 @pytest.fixture(scope="module")

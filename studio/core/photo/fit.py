@@ -33,7 +33,7 @@ import torch
 
 from studio.core.errors import StudioError
 from studio.core.photo.camera import Camera, axis_angle_to_matrix, default_focal, project_camera
-from studio.core.photo.embedding import Correspondences, fit_region
+from studio.core.photo.embedding import Correspondences, fit_region, landmark_region
 from studio.core.photo.raster import rasterize, visible_vertices
 from studio.core.photo.shading import sh_basis, vertex_normals_torch
 from studio.core.progress import report
@@ -52,6 +52,7 @@ class FitOptions:
     albedo_symmetry: float = 3.0
     seed: int = 0
     preview_every: int = 0  # iterations between preview callbacks (0: none)
+    photo_region: str = "fit"
 
 
 @dataclass
@@ -73,8 +74,8 @@ class FitResult:
 class _Sub:
     """The part of the model the fit evaluates: face region + landmark vertices, all position groups."""
 
-    def __init__(self, model, corr: Correspondences):
-        region = fit_region(model)
+    def __init__(self, model, corr: Correspondences, photo_region: str = "fit"):
+        region = fit_region(model) if photo_region == "fit" else landmark_region(model)
         ids = np.unique(np.concatenate([region, corr.vids.reshape(-1)]))
         self.ids = ids
         remap = np.full(model.n_vertices, -1, np.int64)
@@ -319,7 +320,7 @@ def _fit_photo(model, image, corr, options, progress, preview) -> FitResult:
     torch.manual_seed(options.seed)
     t_start = time.perf_counter()
     H, W = image.shape[:2]
-    sub = _Sub(model, corr)
+    sub = _Sub(model, corr, options.photo_region)
     report(progress, 0.05, "pose from landmarks")
     coeffs, cam, sigma_lm = fit_landmarks(model, corr, W, H, options, sub, progress)
     timings = {"landmarks_s": time.perf_counter() - t_start}
