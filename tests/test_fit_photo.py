@@ -107,6 +107,71 @@ def test_rendered_ict_photo_analysis_by_synthesis_is_close(ict_model):
     assert err < 0.6 * base and err < 3.0, (err, base)
 
 
+def test_bounded_least_squares_finds_the_exact_optimum():
+    """The landmark stage's box-constrained solver reaches the optimum (scipy's BVLS as reference),
+    with many unknowns on their bounds (blendshape weights at 0)."""
+    from scipy.optimize import lsq_linear
+
+    from studio.core.photo.fit import _bounded_least_squares
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        M, b = rng.normal(size=(200, 40)), 3 * rng.normal(size=200)
+        lo, hi = -rng.uniform(0, 0.3, 40), rng.uniform(0, 0.3, 40)
+        lo[:15] = 0.0
+        x = _bounded_least_squares(M, b, lo, hi)
+        ref = lsq_linear(M, b, (lo, hi), method="bvls").x
+        assert np.all(x >= lo) and np.all(x <= hi)
+        assert ((M @ x - b) ** 2).sum() <= ((M @ ref - b) ** 2).sum() * (1 + 1e-9)
+
+
+def test_ict_landmark_fit_estimates_the_noise_and_recovers_the_shape(ict_model):
+    """Pose, shape and expression from 1 px-noise landmarks (joint Gauss-Newton): the estimated
+    landmark σ is about the noise, and the face is far closer to the truth than the mean face."""
+    from studio.cli.bench_photo import similarity_rms
+    from studio.core.photo import embedding, synthetic
+    from studio.core.photo.fit import FitOptions, fit_photo
+
+    m = ict_model
+    emb = embedding.load_or_compute(m)
+    face = embedding.landmark_region(m)
+    rng = np.random.default_rng(11)
+    photo = synthetic.render_photo(m, rng, n_expressions=4)
+    corr = embedding.correspondences(m, emb, np.zeros((478, 2)))
+    truth = np.einsum("lk,lkd->ld", corr.w, photo.vertices[corr.vids])
+    corr.points = photo.camera.project(truth)[0] + rng.normal(0, 1.0, (len(truth), 2))
+    res = fit_photo(m, photo.image, corr, FitOptions(landmarks_only=True))
+    # MediaPipe points carry weight 1/2 (σ·√2): the weight-1 σ of 1 px noise is about 0.75 px
+    assert 0.5 <= res.landmark_sigma_px < 1.3, res.landmark_sigma_px
+    base = similarity_rms(m.mean[face], photo.vertices[face]) * 10
+    err = similarity_rms(m.vertices(res.params)[face], photo.vertices[face]) * 10
+    assert err < 0.45 * base and err < 2.0, (err, base)
+    # told a detector-sized σ, the fit trusts the landmarks less and lands farther from the truth
+    loose = fit_photo(m, photo.image, corr, FitOptions(landmarks_only=True, sigma_landmark=4.0))
+    assert loose.landmark_sigma_px == 4.0
+    assert similarity_rms(m.vertices(loose.params)[face], photo.vertices[face]) * 10 > err
+
+
+def test_bench_photo_reports_similarity_and_rigid_alignment(ict_store, monkeypatch, capsys):
+    from studio.cli.main import main
+
+    monkeypatch.setenv("STUDIO_HOME", str(ict_store))
+    assert main(["bench", "photo", "--count", "1", "--iterations", "20", "--json"]) == 0
+    out = capsys.readouterr().out
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert doc["headline_alignment"] == "similarity" and {"similarity", "rigid"} <= doc["alignments"].keys()
+    assert any(line.startswith("model ict") and "headline: similarity" in line for line in out.splitlines())
+    for mode in ("landmarks", "full"):
+        for region in ("face", "fit_region"):
+            sim = doc[f"mean_{mode}_{region}_rms_mm_similarity"]
+            rigid = doc[f"mean_{mode}_{region}_rms_mm_rigid"]
+            # a similarity has one more degree of freedom than a rigid motion: never worse
+            assert 0 < sim <= rigid + 1e-9, (mode, region, sim, rigid)
+            assert doc[f"mean_{mode}_{region}_rms_mm"] == sim  # the headline keys use the similarity
+    row = doc["per_photo"][0]
+    assert row["full_landmark_sigma_px"] > 0 and row["full_s"] > 0
+
+
 # -- a real photo ------------------------------------------------------------------------------------
 def test_astronaut_fitted_landmarks_sit_on_the_detected_ones(ict_model):
     from studio.core.photo.fit import FitOptions

@@ -20,7 +20,7 @@ def add_command(fsub) -> None:
     p.add_argument("--overlay", help="PNG of the fitted face over the photo with the landmarks")
     p.add_argument("--face", type=int, help="which face when the photo shows several (1 = largest)")
     p.add_argument("--landmarks-only", action="store_true", help="stop after the landmark fit (fast)")
-    p.add_argument("--iterations", type=int, default=250, help="analysis-by-synthesis iterations")
+    p.add_argument("--iterations", type=int, default=150, help="analysis-by-synthesis iterations")
     p.add_argument("--focal", type=float, help="focal length in pixels (default 1.4 × the longer side)")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the figures")
     p.add_argument("--force", action="store_true", help="replace existing output files")

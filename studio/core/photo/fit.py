@@ -2,11 +2,16 @@
 
 1. **Camera and pose from landmarks.** The mean face's landmark points against the detected 2-D
    points: rotation and translation of a perspective camera (focal length assumed, see
-   camera.py), by Gauss-Newton-like L-BFGS on the reprojection error from a frontal start.
-2. **Shape and expression by MAP from landmarks.** With the pose fixed, the perspective
-   reprojection residual multiplied by each point's depth is *linear* in the coefficients, so
-   shape α (prior N(0, 1)) and expression β (its box, plus a weak pull to neutral) are one bounded
-   linear least-squares solve; pose and shape alternate a few times.
+   camera.py), by L-BFGS on the reprojection error from a few frontal/turned starts.
+2. **Pose, shape and expression MAP from landmarks, jointly.** Bounded Gauss-Newton on the pixel
+   reprojection error: each step linearises the projection in the coefficients (shape α with
+   prior N(0, 1), expression β in its box with a weak pull to neutral) and a small pose update, and
+   is one bounded linear least-squares solve. Pose and shape move together because alternating
+   them converges slowly (a turned head ≈ an asymmetric face, a far face ≈ a small one). The
+   landmark noise σ_L is estimated from the fit's own residual (empirical Bayes: weighted residual
+   sum of squares over observations minus effective parameters), capped by the default for a face
+   detector, so exact landmarks are trusted as much as they deserve and noisy ones no more than
+   a detector.
 3. **Analysis by synthesis.** The model is rendered (perspective camera, Lambertian albedo, second
    order SH light per channel, z-buffer visibility) and compared with the photo over the visible
    face region: E = E_I/σ_I² + E_L/σ_L² + |α|² + priors on β, light and albedo. σ_I starts high (the
@@ -33,10 +38,13 @@ import torch
 
 from studio.core.errors import StudioError
 from studio.core.photo.camera import Camera, axis_angle_to_matrix, default_focal, project_camera
-from studio.core.photo.embedding import Correspondences, fit_region, landmark_region
+from studio.core.photo.embedding import Correspondences, fit_region
 from studio.core.photo.raster import rasterize, visible_vertices
 from studio.core.photo.shading import sh_basis, vertex_normals_torch
 from studio.core.progress import report
+
+
+SIGMA_LANDMARK_FLOOR = 0.5  # px: below this, sub-pixel effects (rasterisation, blur) dominate
 
 
 @dataclass
@@ -45,14 +53,13 @@ class FitOptions:
     landmarks_only: bool = False  # stop after stage 2
     sigma_landmark: float | None = None  # px; default from the face size
     expression_sigma: float = 0.35  # weak half-normal pull of blendshape weights towards neutral
-    iterations: int = 250  # analysis-by-synthesis iterations
+    iterations: int = 150  # analysis-by-synthesis iterations (more change the shape by < 0.01 mm)
     sigma_image: tuple[float, float] = (0.3, 0.06)  # σ_I from high to low
     effective_samples: float = 1500.0  # vertex samples are correlated; this many count as independent
     albedo_smoothness: float = 30.0
     albedo_symmetry: float = 3.0
     seed: int = 0
     preview_every: int = 0  # iterations between preview callbacks (0: none)
-    photo_region: str = "fit"
 
 
 @dataclass
@@ -65,6 +72,7 @@ class FitResult:
     fitted_px: np.ndarray  # (L, 2) the model's landmark points projected with the result
     timings: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    landmark_sigma_px: float = 0.0  # the landmark noise the fit assumed (given or estimated)
 
     @property
     def landmark_error_px(self) -> np.ndarray:
@@ -74,8 +82,8 @@ class FitResult:
 class _Sub:
     """The part of the model the fit evaluates: face region + landmark vertices, all position groups."""
 
-    def __init__(self, model, corr: Correspondences, photo_region: str = "fit"):
-        region = fit_region(model) if photo_region == "fit" else landmark_region(model)
+    def __init__(self, model, corr: Correspondences):
+        region = fit_region(model)
         ids = np.unique(np.concatenate([region, corr.vids.reshape(-1)]))
         self.ids = ids
         remap = np.full(model.n_vertices, -1, np.int64)
@@ -157,110 +165,169 @@ def _pose_from_landmarks(P: np.ndarray, x: np.ndarray, wts: np.ndarray, cam: Cam
     return best[1], best[2]
 
 
-def _shape_from_landmarks(sub: _Sub, corr: Correspondences, cam: Camera, sigma_lm: float, expr_sigma: float):
-    """Bounded linear least squares for all position groups with the pose fixed (see module doc)."""
-    R = cam.R
-    t = cam.translation
+def _landmark_system(sub: _Sub, corr: Correspondences, cam: Camera, coeffs: dict, expr_sigma: float):
+    """The landmark reprojection residual (pixels) linearised in (coefficients θ, rotation ω, translation τ).
+
+    Camera-space point c = R(m + Aθ) + t is linear in θ for a fixed pose and, to first order, in a
+    small rotation ω (δc = ω × Rp) and translation τ; the projection's Jacobian at the current
+    point chains onto that, so one Gauss-Newton step for pose, shape and expression together is
+    one linear least-squares solve. (The depth-multiplied residual f·c_x − (cx − u)·c_z is linear
+    in c, but divided by a frozen depth it rewards moving a shrunken face closer: its fixed point
+    is biased in distance and size.)
+    Returns (data rows (2L, K+6), data rhs, prior rows (K, ) weights, bounds, group names/sizes).
+    """
+    R, t = cam.R, cam.translation
     cx, cy = cam.principal
     f = cam.focal
-    L = len(corr.points)
     w = torch.as_tensor(corr.w, dtype=torch.float64)
     vids = sub.lm_vids
-    mean_lm = (sub.mean.double()[vids] * w[..., None]).sum(1).numpy()  # (L, 3)
-    cols, lower, upper, prior_w, names = [], [], [], [], []
+    cols, lower, upper, prior_w, names, theta0 = [], [], [], [], [], []
     for g in sub.groups:
         B = sub.bases[g.name].double().reshape(g.size, -1, 3)
-        A = (B[:, vids] * w[None, ..., None]).sum(2).numpy()  # (k, L, 3)
-        cols.append(A)
-        if g.prior == "normal":
-            lower.append(g.lower)  # the slider range, ±3σ
-            upper.append(g.upper)
-            prior_w.append(1.0 / g.sigma)
-        else:
-            lower.append(g.lower)
-            upper.append(g.upper)
-            prior_w.append(np.full(g.size, 1.0 / expr_sigma))
+        cols.append((B[:, vids] * w[None, ..., None]).sum(2).numpy())  # (k, L, 3)
+        lower.append(g.lower)  # normal groups: the slider range, ±3σ
+        upper.append(g.upper)
+        prior_w.append(1.0 / np.asarray(g.sigma, float) if g.prior == "normal" else np.full(g.size, 1.0 / expr_sigma))
         names.append((g.name, g.size))
-    A = np.concatenate(cols, 0)  # (K, L, 3)
-    K = A.shape[0]
-    # camera-space point = R (m + A θ) + t; depth d = -(R2·p + tz)
-    Am = np.einsum("ij,klj->kli", R, A)  # (K, L, 3) rotated basis
-    mc = mean_lm @ R.T + t  # (L, 3)
-    u, v = corr.points[:, 0], corr.points[:, 1]
-    # x: f c_x + (cx - u) d = 0 with d = -c_z ;  y: (cy - v) d - f c_y = 0
-    rows_x = (f * Am[:, :, 0] - (cx - u)[None] * Am[:, :, 2]).T  # (L, K)
-    rhs_x = -(f * mc[:, 0] - (cx - u) * mc[:, 2])
-    rows_y = (-(cy - v)[None] * Am[:, :, 2] - f * Am[:, :, 1]).T
-    rhs_y = -(-(cy - v) * mc[:, 2] - f * mc[:, 1])
-    # pixel units: divide by the current depth of each point; weight by sqrt(w)/σ
-    d_cur = -mc[:, 2]
-    s = np.sqrt(corr.weight) / (d_cur * sigma_lm)
-    M = np.concatenate([rows_x * s[:, None], rows_y * s[:, None], np.diag(np.concatenate(prior_w))])
-    b = np.concatenate([rhs_x * s, rhs_y * s, np.zeros(K)])
-    lo, hi = np.concatenate(lower), np.concatenate(upper)
-    theta = _bounded_least_squares(M, b, lo, hi)
-    out, i = {}, 0
-    for name, k in names:
-        out[name] = theta[i:i + k]
-        i += k
-    return out
+        theta0.append(np.asarray(coeffs[g.name], float))
+    A = np.concatenate(cols, 0)  # (K, L, 3) model-space basis at the landmarks
+    theta0 = np.concatenate(theta0)
+    mean_lm = (sub.mean.double()[vids] * w[..., None]).sum(1).numpy()
+    p0 = mean_lm + np.einsum("k,klj->lj", theta0, A)  # current landmark points (model space)
+    rp = p0 @ R.T
+    c0 = rp + t
+    Jt = np.einsum("ij,klj->kli", R, A)  # (K, L, 3) ∂c/∂θ
+    # ∂(ω × Rp)/∂ω = −[Rp]×, column by column (ω_x, ω_y, ω_z); ∂c/∂τ = I
+    zero = np.zeros(len(rp))
+    Jw = np.stack([np.stack([zero, -rp[:, 2], rp[:, 1]], 1), np.stack([rp[:, 2], zero, -rp[:, 0]], 1),
+                   np.stack([-rp[:, 1], rp[:, 0], zero], 1)])
+    Jtau = np.stack([np.tile(e, (len(rp), 1)) for e in np.eye(3)])
+    J = np.concatenate([Jt, Jw, Jtau], 0)  # (K+6, L, 3)
+    d = -c0[:, 2]
+    uh, vh = cx + f * c0[:, 0] / d, cy - f * c0[:, 1] / d  # where the landmarks project now
+    s = np.sqrt(corr.weight) / d
+    # ∂(projection)/∂c at the current point: (f, 0, (û − cx)) / d for x, (0, −f, (v̂ − cy)) / d for y
+    rows_x = (f * J[:, :, 0] + (uh - cx)[None] * J[:, :, 2]).T * s[:, None]
+    rows_y = (-f * J[:, :, 1] + (vh - cy)[None] * J[:, :, 2]).T * s[:, None]
+    res_x = (uh - corr.points[:, 0]) * np.sqrt(corr.weight)  # pixels × √weight
+    res_y = (vh - corr.points[:, 1]) * np.sqrt(corr.weight)
+    return (np.concatenate([rows_x, rows_y]), -np.concatenate([res_x, res_y]), np.concatenate(prior_w),
+            np.concatenate(lower), np.concatenate(upper), names, theta0)
+
+
+def _landmark_gauss_newton(sub: _Sub, corr: Correspondences, cam: Camera, coeffs: dict, sigma_lm: float,
+                           expr_sigma: float, steps: int = 6):
+    """Pose, shape and expression MAP from the landmarks, jointly (bounded Gauss-Newton).
+
+    Alternating pose and shape converges slowly here (a turned head and an asymmetric face, a far
+    face and a small one explain the landmarks almost equally well), so both move together.
+    Returns the coefficients, the camera (pose updated in place) and the data residual's
+    statistics (weighted sum of squares in px², effective number of fitted parameters)."""
+    from scipy.spatial.transform import Rotation
+
+    for _ in range(steps):
+        D, r, pw, lo, hi, names, theta0 = _landmark_system(sub, corr, cam, coeffs, expr_sigma)
+        K = len(pw)
+        # prior rows on the absolute coefficients (θ0 + δ), a light damping on the pose increments
+        scale = np.abs(cam.translation[2]) or 1.0
+        damp = np.concatenate([np.full(3, 1e-2), np.full(3, 1e-2 / scale)])
+        M = np.concatenate([D / sigma_lm, np.diag(np.concatenate([pw, damp]))])
+        b = np.concatenate([r / sigma_lm, np.concatenate([-pw * theta0, np.zeros(6)])])
+        big = np.full(6, np.inf)
+        delta = _bounded_least_squares(M, b, np.concatenate([lo - theta0, -big]), np.concatenate([hi - theta0, big]))
+        theta = theta0 + delta[:K]
+        i = 0
+        for name, k in names:
+            coeffs[name] = theta[i:i + k]
+            i += k
+        rot = Rotation.from_rotvec(delta[K:K + 3]) * Rotation.from_rotvec(cam.rotation)
+        cam.rotation = rot.as_rotvec()
+        cam.translation = cam.translation + delta[K + 3:]
+        step = float(np.abs(delta[K:K + 3]).max())
+        if step < 1e-6 and np.abs(delta[:K]).max() < 1e-4:
+            break
+    D, r, pw, *_ = _landmark_system(sub, corr, cam, coeffs, expr_sigma)
+    rss = float((r ** 2).sum())
+    # effective parameters: trace of the hat matrix of the last (linearised) solve
+    Gd = D.T @ D / sigma_lm ** 2
+    G = Gd + np.diag(np.concatenate([pw ** 2, np.full(6, 1e-8)]))
+    dof = float(np.trace(np.linalg.solve(G, Gd)))
+    return coeffs, cam, rss, dof
 
 
 def _bounded_least_squares(M: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """min |Mθ − b|² with lo ≤ θ ≤ hi by an active-set loop on the normal equations.
+    """min |Mθ − b|² with lo ≤ θ ≤ hi (lo ≤ 0 ≤ hi) by a primal active-set method on the normal equations.
 
-    The problem is small (a few hundred unknowns) and well conditioned thanks to the prior rows, so
-    this converges in a handful of Cholesky solves (milliseconds; scipy's BVLS takes ~50× longer).
+    From the feasible θ = 0: solve for the free unknowns; if that leaves the box, step to the
+    first bound hit and fix that unknown; once inside, release the fixed unknown whose gradient
+    points most into the box, until none does (the KKT point: the exact optimum of this convex
+    problem). The problem is small (a few hundred unknowns) and well conditioned thanks to the
+    prior rows, so this takes a few dozen Cholesky solves (milliseconds; scipy's BVLS is far slower).
     """
     from scipy.linalg import cho_factor, cho_solve
 
     G = M.T @ M
     g = M.T @ b
     K = len(g)
-    fixed = np.zeros(K, bool)
     theta = np.zeros(K)
-    for _ in range(50):
+    fixed = np.zeros(K, bool)
+    for _ in range(4 * K + 10):
         free = ~fixed
+        z = theta.copy()
         rhs = g[free] - G[np.ix_(free, fixed)] @ theta[fixed]
-        theta[free] = cho_solve(cho_factor(G[np.ix_(free, free)]), rhs)
-        low, high = free & (theta < lo), free & (theta > hi)
-        changed = low.any() or high.any()
-        theta[low], theta[high] = lo[low], hi[high]
-        fixed |= low | high
-        # release bounds whose gradient points back inside
-        grad = G @ theta - g
-        release = fixed & (((theta <= lo) & (grad < 0)) | ((theta >= hi) & (grad > 0)))
-        if release.any():
-            fixed &= ~release
-            changed = True
-        if not changed:
+        z[free] = cho_solve(cho_factor(G[np.ix_(free, free)]), rhs)
+        out = free & ((z < lo) | (z > hi))
+        if out.any():
+            # largest step along theta → z that stays in the box
+            step = z - theta
+            with np.errstate(divide="ignore", invalid="ignore"):
+                room = np.where(step < 0, (lo - theta) / step, (hi - theta) / step)
+            room = np.where(out, room, np.inf)
+            j = int(np.argmin(room))
+            theta = theta + max(0.0, min(1.0, room[j])) * step
+            theta[j] = lo[j] if step[j] < 0 else hi[j]
+            fixed[j] = True
+            continue
+        theta = z
+        grad = G @ theta - g  # descent direction is −grad
+        inward = np.where(theta <= lo, -grad, np.where(theta >= hi, grad, 0.0))
+        inward[~fixed] = 0.0
+        j = int(np.argmax(inward))
+        if inward[j] <= 1e-12 * (1.0 + np.abs(g).max()):
             break
+        fixed[j] = False
     return np.clip(theta, lo, hi)
 
 
 def fit_landmarks(model, corr: Correspondences, width: int, height: int, options: FitOptions,
                   sub: _Sub | None = None, progress=None):
-    """Stages 1 and 2: pose, then shape + expression MAP from landmarks, alternating."""
+    """Stages 1 and 2: pose from the mean face, then pose, shape and expression together.
+
+    The landmark noise σ: the caller's, else estimated from the fit's own residual (empirical
+    Bayes) between a floor and the default for a face detector (about 1 % of the face's size),
+    so clean landmarks are trusted as much as they deserve and noisy ones no more than a detector.
+    Returns (coefficients, camera, σ in px)."""
     sub = sub or _Sub(model, corr)
     focal = options.focal or default_focal(height, width)
     cam = Camera(width, height, focal)
     face_px = float(np.ptp(corr.points, axis=0).max())
     # Detector error on real photos is ~1 % of the face size (MediaPipe: 2-3 % of the eye distance)
-    sigma = options.sigma_landmark or max(1.0, 0.012 * face_px)
+    sigma_max = max(1.0, 0.012 * face_px)
+    sigma = options.sigma_landmark or sigma_max
     coeffs = {g.name: np.zeros(g.size) for g in sub.groups}
-    init = None
-    for it in range(4):
-        with torch.no_grad():
-            v = sub.vertices({k: torch.as_tensor(c) for k, c in coeffs.items()})
-            P = sub.landmarks(v).double().numpy()
-        cam.rotation, cam.translation = _pose_from_landmarks(P, corr.points, corr.weight, cam, init)
-        init = (cam.rotation, cam.translation)
-        coeffs = _shape_from_landmarks(sub, corr, cam, sigma, options.expression_sigma)
-        report(progress, 0.1 + 0.2 * (it + 1) / 4, "shape from landmarks")
     with torch.no_grad():
-        v = sub.vertices({k: torch.as_tensor(c) for k, c in coeffs.items()})
-        P = sub.landmarks(v).double().numpy()
-    cam.rotation, cam.translation = _pose_from_landmarks(P, corr.points, corr.weight, cam, init)
+        P = sub.landmarks(sub.vertices({})).double().numpy()
+    cam.rotation, cam.translation = _pose_from_landmarks(P, corr.points, corr.weight, cam)
+    report(progress, 0.15, "shape from landmarks")
+    coeffs, cam, rss, dof = _landmark_gauss_newton(sub, corr, cam, coeffs, sigma, options.expression_sigma)
+    if options.sigma_landmark is None:
+        for _ in range(2):
+            # weighted RSS / (observations − effective parameters): the noise of a weight-1 point
+            n_obs = 2 * len(corr.points)
+            est = float(np.sqrt(rss / max(n_obs - dof, 1.0)))
+            sigma = float(np.clip(est, SIGMA_LANDMARK_FLOOR, sigma_max))
+            coeffs, cam, rss, dof = _landmark_gauss_newton(sub, corr, cam, coeffs, sigma, options.expression_sigma)
+    report(progress, 0.3, "shape from landmarks")
     return coeffs, cam, sigma
 
 
@@ -320,7 +387,7 @@ def _fit_photo(model, image, corr, options, progress, preview) -> FitResult:
     torch.manual_seed(options.seed)
     t_start = time.perf_counter()
     H, W = image.shape[:2]
-    sub = _Sub(model, corr, options.photo_region)
+    sub = _Sub(model, corr)
     report(progress, 0.05, "pose from landmarks")
     coeffs, cam, sigma_lm = fit_landmarks(model, corr, W, H, options, sub, progress)
     timings = {"landmarks_s": time.perf_counter() - t_start}
@@ -342,7 +409,8 @@ def _fit_photo(model, image, corr, options, progress, preview) -> FitResult:
         P = sub.landmarks(v).double().numpy()
     fitted, _ = cam.project(P)
     report(progress, 1.0, "done")
-    return FitResult(params, cam, light, albedo_full, corr.points.copy(), fitted, timings)
+    return FitResult(params, cam, light, albedo_full, corr.points.copy(), fitted, timings,
+                     landmark_sigma_px=float(sigma_lm))
 
 
 def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, sigma_lm, options, progress, preview):
