@@ -140,6 +140,24 @@ def test_max_minutes_stops_and_resume_continues(tiny_data, tmp_path):
     assert tr2.total_steps > first
 
 
+def test_init_continues_from_a_trained_checkpoint(tiny_data, tmp_path):
+    """--init: a new run starts where a finished run's checkpoint left off (its optimiser state gone)."""
+    cfg, data = tiny_data
+    first = train(data, tiny_config(regions=(), id_steps=40, ex_steps=4), tmp_path / "a", log_every=5)
+    ident = [r for r in first.history if r["stage"] == "identity"]
+    ck = load_checkpoint(tmp_path / "a")
+    second = train(data, tiny_config(regions=(), id_steps=5, ex_steps=1, lr_model=1e-4), tmp_path / "b",
+                   log_every=5, init=ck)
+    # its first steps are as good as the first run's last ones, far below a cold start
+    assert second.history[0]["total"] < 0.5 * ident[0]["total"]
+    assert second.history[0]["total"] < 1.5 * ident[-1]["total"]
+    assert load_checkpoint(tmp_path / "b").meta["initialised_from"]["total_steps"] == 44
+    with pytest.raises(StudioError, match="network sizes"):
+        train(data, tiny_config(regions=(), dec_hidden=cfg.dec_hidden * 2), tmp_path / "c", init=ck)
+    with pytest.raises(StudioError, match="give one"):
+        train(data, cfg, tmp_path / "a", resume=True, init=ck)
+
+
 def test_checkpoint_round_trip_is_exact(tiny_data, tmp_path):
     cfg, data = tiny_data
     tr = train(data, tiny_config(regions=(), id_steps=3, ex_steps=2), tmp_path / "run")

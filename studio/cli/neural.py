@@ -14,6 +14,8 @@ def add_commands(sub) -> None:
     p.add_argument("--model", default="ict", help="linear model to draw training faces from (default: ict)")
     p.add_argument("--config", help="NeuralConfig JSON (keys as in config.json of a run; default: shipped sizes)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="start a new run from this trained checkpoint's network and codes (e.g. checkpoints/neural)")
     p.add_argument("--max-minutes", type=float, help="total training time budget (stops cleanly, saves)")
     p.add_argument("--cache", help="folder for cached training samples (default: the user cache folder)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -38,7 +40,8 @@ def _train_neural(args) -> int:
 
     with progress_bar("train neural") as cb:
         trainer = neural_train_job(args.out, args.model, args.config, args.resume, args.max_minutes, args.cache,
-                                   args.device, args.threads, args.metrics, cb)
+                                   args.device, args.threads, args.metrics, cb,
+                                   init=args.init)
     last = trainer.history[-1] if trainer.history else {}
     print(f"trained {trainer.total_steps} steps in {trainer.elapsed / 60:.1f} min "
           f"(last logged loss {last.get('total', float('nan')):.4f}); wrote {args.out}")

@@ -20,9 +20,10 @@ from studio.core.progress import ProgressFn, report, scaled
 def neural_train_job(out_dir, model_name: str = "ict", config: NeuralConfig | str | Path | None = None,
                      resume: bool = False, max_minutes: float | None = None, cache_dir=None,
                      device: str | None = None, threads: int | None = 2, metrics: bool = True,
-                     progress: ProgressFn | None = None) -> ntrain.Trainer:
+                     progress: ProgressFn | None = None, init=None) -> ntrain.Trainer:
     """Train the neural head on ``model_name``'s identities/expressions into ``out_dir``.
 
+    ``init``: a checkpoint (folder or file) a new run starts from (network and training codes).
     ``threads``: torch CPU threads (2 by default: the machine this was sized on).
     """
     from studio.core.registry import open_model
@@ -40,6 +41,7 @@ def neural_train_job(out_dir, model_name: str = "ict", config: NeuralConfig | st
     cfg.validate()
     if threads:
         torch.set_num_threads(int(threads))
+    init_ck = load_checkpoint(init) if init is not None else None
     model = open_model(model_name)
     if getattr(model, "kind", "") != "pca":
         raise StudioError(f"model {model_name} is not a linear model; training data comes from a linear model")
@@ -48,7 +50,7 @@ def neural_train_job(out_dir, model_name: str = "ict", config: NeuralConfig | st
     report(progress, 0.05, "training")
     meta = ntrain.default_meta(cfg, model, data)
     trainer = ntrain.train(data, cfg, out_dir, resume=resume, max_minutes=max_minutes, device=device, meta=meta,
-                           progress=scaled(progress, 0.05, 0.9 if metrics else 1.0))
+                           progress=scaled(progress, 0.05, 0.9 if metrics else 1.0), init=init_ck)
     out = Path(out_dir)
     atomic.write_text(out / "ATTRIBUTION.md", attribution_text(meta), force=True)
     if metrics:

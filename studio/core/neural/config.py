@@ -33,6 +33,10 @@ from typing import Any
 from studio.core.errors import StudioError
 
 
+MODEL_FIELDS = ("id_dim", "ex_dim", "plane_channels", "plane_res", "gen_base_res", "gen_channels", "dec_hidden",
+                "dec_layers", "def_hidden", "def_layers", "softplus_beta")
+
+
 @dataclass
 class NeuralConfig:
     # --- model sizes -------------------------------------------------------------------------
@@ -109,6 +113,10 @@ class NeuralConfig:
 
     seed: int = 0
     checkpoint_minutes: float = 4.0  # write a resumable checkpoint this often
+
+    def architecture(self) -> dict[str, Any]:
+        """The fields that decide the network's tensors (a warm start needs them equal)."""
+        return {k: getattr(self, k) for k in MODEL_FIELDS}
 
     def to_dict(self) -> dict[str, Any]:
         out = {}

@@ -35,7 +35,7 @@ from studio.core.errors import StudioError
 from studio.core.neural import losses as L
 from studio.core.neural.checkpoint import FILE_NAME, NeuralCheckpoint, latent_stats, save_checkpoint
 from studio.core.neural.config import NeuralConfig
-from studio.core.neural.data import TrainingData, recipe
+from studio.core.neural.data import DATA_FIELDS, TrainingData, recipe
 from studio.core.neural.model import NeuralHead
 from studio.core.progress import ProgressFn, report
 
@@ -285,6 +285,29 @@ class Trainer:
         if self.render is not None and "render" in s:
             self.render.load_state_dict(s["render"])
 
+    def warm_start(self, ck: NeuralCheckpoint) -> None:
+        """Start from a trained checkpoint's network and auto-decoder codes (fresh optimiser state and
+        schedule): continues training a model whose resumable state is gone, e.g. the shipped one.
+        The checkpoint must have the same architecture and the same training identities."""
+        if ck.config.architecture() != self.cfg.architecture():
+            raise StudioError("the --init checkpoint has other network sizes than this config")
+        if any(getattr(ck.config, k) != getattr(self.cfg, k) for k in DATA_FIELDS):
+            raise StudioError("the --init checkpoint was trained on other data (its recipe differs from this config)")
+        id_codes, ex_codes = ck.stats.get("train_id_codes"), ck.stats.get("train_ex_codes")
+        if id_codes is None or ex_codes is None or tuple(id_codes.shape) != tuple(self.id_codes.shape) \
+                or tuple(ex_codes.shape) != tuple(self.ex_codes.shape):
+            raise StudioError("the --init checkpoint does not carry training codes for these identities")
+        if not np.allclose(ck.center, self.data.center, atol=1e-3) or abs(ck.scale - self.data.scale) > 1e-3:
+            raise StudioError("the --init checkpoint's normalisation differs from the training data's")
+        self.model.load_state_dict(ck.model.state_dict())
+        with torch.no_grad():
+            self.id_codes.copy_(torch.as_tensor(id_codes, dtype=torch.float32))
+            self.ex_codes.copy_(torch.as_tensor(ex_codes, dtype=torch.float32))
+        prev = ck.meta or {}
+        self.meta["initialised_from"] = {
+            "total_steps": int(prev.get("total_steps", 0)), "training_seconds": float(prev.get("training_seconds", 0.0)),
+            "initialised_from": prev.get("initialised_from")}
+
     def checkpoint(self) -> NeuralCheckpoint:
         stats = {"center": np.asarray(self.data.center, np.float64), "scale": float(self.data.scale)}
         stats.update(latent_stats(self.id_codes.detach().cpu().numpy(), "id"))
@@ -348,10 +371,13 @@ def plot_losses(history: list[dict], path: Path) -> None:
 
 def train(data: TrainingData, cfg: NeuralConfig, out_dir, resume: bool = False, max_minutes: float | None = None,
           device: str | None = None, meta: dict | None = None, progress: ProgressFn | None = None,
-          log_every: int = 25) -> Trainer:
-    """Train (or continue training) into ``out_dir``; returns the trainer (model, codes, history)."""
+          log_every: int = 25, init: NeuralCheckpoint | None = None) -> Trainer:
+    """Train (or continue training) into ``out_dir``; returns the trainer (model, codes, history).
+    ``init``: a new run starts from this checkpoint's network and codes (see ``Trainer.warm_start``)."""
     out = Path(out_dir)
     state_path = out / STATE_FILE
+    if resume and init is not None:
+        raise StudioError("--resume continues a run's own state; --init starts a new run (give one of them)")
     if resume:
         if not state_path.is_file():
             raise StudioError(f"nothing to resume in {out} (no {STATE_FILE})")
@@ -372,6 +398,8 @@ def train(data: TrainingData, cfg: NeuralConfig, out_dir, resume: bool = False, 
                               "--config")
         trainer.load_state_dict(state)
     else:
+        if init is not None:
+            trainer.warm_start(init)
         atomic.write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2), force=True)
     trainer.run(max_minutes, progress, log_every)
     return trainer
