@@ -128,7 +128,7 @@ def fit_linear(linear, t: Truth, cloud: np.ndarray, iterations: int = 8, noise_m
     for _ in range(iterations):
         _, fi, closest = igl.point_mesh_squared_distance(np.ascontiguousarray(pts), v, f)
         tri = f[fi]
-        bary = _barycentric(closest, v[tri[:, 0]], v[tri[:, 1]], v[tri[:, 2]])
+        bary = igl.barycentric_coordinates(closest, *(np.ascontiguousarray(v[tri[:, k]]) for k in range(3)))
         # The closest point is Σ_k b_k (mean + Bα)[corner k]: linear in α. Point-to-plane rows (along
         # the current surface normal there) converge in a few iterations where point-to-point slides;
         # a light point-to-point term keeps the tangential directions determined.
@@ -142,18 +142,6 @@ def fit_linear(linear, t: Truth, cloud: np.ndarray, iterations: int = 8, noise_m
         alpha = np.linalg.solve(lhs, (a_pl.T @ r_pl + POINT_WEIGHT * a_pt.T @ r_pt) / noise_mm ** 2)
         v = mean + np.tensordot(alpha, basis, axes=1)
     return v
-
-
-def _barycentric(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Barycentric coordinates (n, 3) of points p on triangles (a, b, c) (least squares in the plane)."""
-    v0, v1, v2 = b - a, c - a, p - a
-    d00, d01, d11 = (v0 * v0).sum(1), (v0 * v1).sum(1), (v1 * v1).sum(1)
-    d20, d21 = (v2 * v0).sum(1), (v2 * v1).sum(1)
-    den = d00 * d11 - d01 * d01
-    den = np.where(np.abs(den) < 1e-20, 1e-20, den)  # degenerate triangles: fall back to corner a
-    v = (d11 * d20 - d01 * d21) / den
-    w = (d00 * d21 - d01 * d20) / den
-    return np.stack([1.0 - v - w, v, w], axis=1)
 
 
 def region_metrics(pred_v: np.ndarray, pred_f: np.ndarray, t: Truth, samples: int, seed: int = 0) -> dict:

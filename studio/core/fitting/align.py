@@ -74,12 +74,10 @@ def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
 
 
 def rodrigues(w: np.ndarray) -> np.ndarray:
-    theta = float(np.linalg.norm(w))
-    if theta < 1e-12:
-        return np.eye(3)
-    k = w / theta
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(theta) * kx + (1 - np.cos(theta)) * kx @ kx
+    """Rotation matrix of the axis-angle vector w (radians)."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(np.asarray(w, float)).as_matrix()
 
 
 def pose_jacobian(p: np.ndarray, n: np.ndarray, centre: np.ndarray) -> np.ndarray:

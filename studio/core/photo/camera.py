@@ -28,7 +28,8 @@ def default_focal(height: int, width: int) -> float:
 
 
 def axis_angle_to_matrix(r: torch.Tensor) -> torch.Tensor:
-    """Rodrigues' formula, differentiable (also at r = 0 via a small epsilon)."""
+    """Rodrigues' formula in torch, so the photo fit differentiates through the pose (numpy code uses
+    scipy's ``Rotation.from_rotvec``); differentiable at r = 0 too, via a small epsilon."""
     theta = torch.sqrt((r * r).sum() + 1e-12)
     k = r / theta
     kx, ky, kz = k[0], k[1], k[2]
