@@ -19,7 +19,9 @@ from studio.core.atomic import check_writable, write_bytes
 from studio.core.errors import StudioError
 from studio.core.facemodel import Mesh
 from studio.core.photo.raster import rasterize, visible_vertices
-from studio.core.photo.shading import drawable_faces
+from studio.core.photo.shading import default_albedo, drawable_faces
+
+EYE_WORDS = ("eyeball", "iris", "sclera", "pupil", "cornea")  # region names of the eyes
 
 
 @dataclass
@@ -49,17 +51,28 @@ def photo_texture(model, vertices: np.ndarray, camera, image: np.ndarray, size: 
     n = vertex_normals(pc, faces)
     facing = (n * (-pc / np.linalg.norm(pc, axis=1, keepdims=True))).sum(1) > 0.1
     vis = visible_vertices(xy, depth, frags, 0.005 * scale) & facing
-    # Only the face skin takes the photo's colours: beyond it a portrait shows hair, collars and
-    # background, which would be painted onto the scalp and the neck.
+    # Only the face skin and the eyes take the photo's colours: beyond them a portrait shows hair,
+    # collars and background, which would be painted onto the scalp and the neck.
     from studio.core.photo.embedding import landmark_region
 
     skin_region = np.zeros(len(vertices), bool)
     skin_region[landmark_region(model)] = True
-    vis &= skin_region
+    eyes = np.zeros(len(vertices), bool)
+    for name, ids in getattr(model.meta, "regions", {}).items():
+        if any(word in name for word in EYE_WORDS):
+            eyes[ids] = True
+    eyes &= ~skin_region
     colors = np.zeros((len(vertices), 3))
-    colors[vis] = _bilinear(image, xy[vis])
-    skin = np.median(colors[vis], 0) if vis.any() else np.array([0.8, 0.65, 0.55])
-    colors[~vis] = skin
+    skin_vis = vis & skin_region
+    colors[skin_vis] = _bilinear(image, xy[skin_vis])
+    skin = np.median(colors[skin_vis], 0) if skin_vis.any() else np.array([0.8, 0.65, 0.55])
+    colors[~skin_vis] = skin
+    # The eyeballs seen through the fitted lids take the photo's iris and sclera; hidden eyeball
+    # parts stay the model's own eye tint rather than skin.
+    eye_vis = vis & eyes
+    colors[eyes] = default_albedo(model)[eyes]
+    colors[eye_vis] = _bilinear(image, xy[eye_vis])
+    vis = skin_vis | eye_vis
     tex = None
     if uv_texture and getattr(model, "uv", None) is not None and getattr(model, "face_uv", None) is not None:
         uv = np.asarray(model.uv, float)
