@@ -213,32 +213,45 @@ def global_align(src: np.ndarray, target: Target, src_normals: np.ndarray | None
                  oriented: bool = False, keep_best: int = 3, src_border: np.ndarray | None = None,
                  target_subset: np.ndarray | None = None, with_scale: bool = True, refine: int = 12,
                  quick_iterations: int = 6, progress=None) -> tuple[Similarity, float]:
-    """Alignment without landmarks: 24 principal-axis hypotheses, brief ICP each, best refined.
+    """Alignment without landmarks: principal-axis hypotheses (24, or 48 with a front subset), brief ICP
+    each, the best few refined.
 
     ``with_scale`` False: the scan is metric (its unit is known), so the scale stays 1.
-    ``quick_iterations``: ICP steps per hypothesis before ranking. A partial scan's principal axes
-    can sit ~30° off the model's, and 3 steps left the right hypothesis outside the best few (a
-    neural fit came out 172° flipped); 6 converge it, for ~0.03 s more.
+    ``quick_iterations``: ICP steps per hypothesis before ranking (a third for every start, the
+    rest for the best quarter). A partial scan's principal axes can sit ~30° off the model's, and
+    3 steps left the right hypothesis outside the best few (a neural fit came out 172° flipped).
     """
     if len(src) < 10:
         raise StudioError("too few scan points to align")
     c_s, sd_s, ax_s = principal_axes(src)
-    c_m, sd_m, ax_m = principal_axes(target.points)
     if not sd_s[1] > 0:
         raise StudioError("the scan's points lie on a line; cannot align it to a face")
-    # Scale from the two largest extents: robust to the missing depth of a single-view scan.
-    s0 = float(np.sqrt(sd_m[0] * sd_m[1] / (sd_s[0] * sd_s[1]))) if with_scale else 1.0
-    rots = rotation_hypotheses(ax_s, ax_m)
+    # The scan's axes against the whole model's (a complete head) and, when given, against the
+    # front subset's (a single-view face scan: its axes are the face's, not the head's, and from
+    # the whole head's hypotheses ICP often settles on the back of the head).
+    starts = []
+    for pts in (target.points,) + (() if target_subset is None else (target.points[target_subset],)):
+        c_m, sd_m, ax_m = principal_axes(pts)
+        # Scale from the two largest extents: robust to the missing depth of a single-view scan.
+        s0 = float(np.sqrt(sd_m[0] * sd_m[1] / (sd_s[0] * sd_s[1]))) if with_scale else 1.0
+        starts += [Similarity(s0, r, c_m - s0 * r @ c_s) for r in rotation_hypotheses(ax_s, ax_m)]
+    s0 = starts[0].s
     quick = slice(None, None, max(len(src) // 300, 1))  # a few hundred points rank the hypotheses
     qn = None if src_normals is None else src_normals[quick]
-    hyps = []
-    for k, r in enumerate(rots):
-        report(progress, 0.5 * k / len(rots), "aligning: trying orientations")
-        sim = Similarity(s0, r, c_m - s0 * r @ c_s)
-        sim = icp(src[quick], sim, target, qn, oriented, iterations=quick_iterations, trim=0.4, with_scale=False)
-        n = None if qn is None else sim.rotate(qn)
-        hyps.append((trimmed_score(sim.apply(src[quick]), target, n, oriented, 0.4), k, sim))
-    hyps.sort(key=lambda h: h[0])
+    hyps = [(0.0, k, sim) for k, sim in enumerate(starts)]
+    # Successive halving: a couple of ICP steps for every start, more for the best quarter, so the
+    # extra starts cost little (the right basin ranks in the best quarter after two steps).
+    rounds = [max(quick_iterations // 3, 1), quick_iterations - max(quick_iterations // 3, 1)]
+    for j, iters in enumerate(rounds):
+        if j > 0:
+            hyps = hyps[: max(len(hyps) // 4, keep_best)]
+        ranked = []
+        for i, (_, k, sim) in enumerate(hyps):
+            report(progress, 0.25 * j + 0.25 * i / len(hyps), "aligning: trying orientations")
+            sim = icp(src[quick], sim, target, qn, oriented, iterations=iters, trim=0.4, with_scale=False)
+            n = None if qn is None else sim.rotate(qn)
+            ranked.append((trimmed_score(sim.apply(src[quick]), target, n, oriented, 0.4), k, sim))
+        hyps = sorted(ranked, key=lambda h: h[0])
     best = []
     for j, (_, _, sim) in enumerate(hyps[:keep_best]):
         report(progress, 0.5 + 0.5 * j / keep_best, "aligning: refining")
