@@ -154,7 +154,8 @@ def extract(sdf_fn: SDFFn, resolution: int, bounds=(-1.0, 1.0), narrow_band: boo
     v = vals.reshape((cells + 1,) * 3)
     queries = v.size
     refined = None
-    for _ in range(levels):
+    org = np.zeros(3, np.int64)  # fine-grid index of the lattice's first point (after cropping)
+    for level_i in range(levels):
         corners = _corners(v)
         pos = np.zeros(corners[0].shape, bool)
         neg = np.zeros(corners[0].shape, bool)
@@ -165,22 +166,31 @@ def extract(sdf_fn: SDFFn, resolution: int, bounds=(-1.0, 1.0), narrow_band: boo
             neg |= c <= 0
             far |= np.abs(c) > threshold
         refined = (pos & neg) | ~far  # the surface may pass: split the cell
+        if level_i == 0:
+            # Later levels only split cells inside this level's split ones: from here on, work in
+            # the box holding them (a head fills a fraction of its cube; every array shrinks).
+            box = [np.flatnonzero(refined.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+            if any(len(b) == 0 for b in box):
+                break
+            sl = tuple(slice(int(b[0]), int(b[-1]) + 1) for b in box)
+            org = np.array([x.start for x in sl], np.int64) * stride
+            refined = refined[sl]
+            corners = [c[sl] for c in corners]
+            v = v[tuple(slice(x.start, x.stop + 1) for x in sl)]
 
         # The next, twice finer lattice: filled with the sign of each cell, old points kept.
+        # The last layers (the lattice's high faces) take the sign of the cells they close, so a
+        # cropped box's faces hold no fake sign change either.
         fill = np.where(corners[0] > 0, np.float32(FILL), np.float32(-FILL))
-        m = 2 * cells + 1
-        nxt = np.empty((m, m, m), np.float32)
-        nxt[:-1, :-1, :-1] = _blocks(fill)
-        nxt[-1] = FILL  # only even (old) points live on the last layers; overwritten just below
-        nxt[:, -1] = FILL
-        nxt[:, :, -1] = FILL
+        m = tuple(2 * k + 1 for k in refined.shape)
+        nxt = np.ascontiguousarray(_blocks(np.pad(fill, 1, mode="edge")[1:, 1:, 1:])[:m[0], :m[1], :m[2]])
         nxt[::2, ::2, ::2] = v
 
         # The 19 new points of every split cell (duplicates between neighbours merged by the mask),
         # and any of its 8 corners that only hold a fill value (a cell split because an evaluated
         # corner disagrees in sign with a filled one: the field was steeper than the margin allowed).
         ci = np.nonzero(refined)
-        need = np.zeros((m, m, m), bool)
+        need = np.zeros(m, bool)
         for a in (0, 1, 2):
             for b in (0, 1, 2):
                 for c in (0, 1, 2):
@@ -192,10 +202,13 @@ def extract(sdf_fn: SDFFn, resolution: int, bounds=(-1.0, 1.0), narrow_band: boo
         idx = np.flatnonzero(need)
         new = np.unravel_index(idx, need.shape)
         stride //= 2
-        nxt.reshape(-1)[idx] = _evaluate(sdf_fn, _points(lo, h, new, stride), batch, device) - level
+        nxt.reshape(-1)[idx] = _evaluate(sdf_fn, _points(lo + org * h, h, new, stride), batch, device) - level
         queries += len(idx)
-        v, cells = nxt, 2 * cells
+        v = nxt
 
+    if refined is None or not refined.any():
+        return Extraction(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), int(queries),
+                          time.perf_counter() - t0, n, float(h.max()), True)
     # Marching cubes only in the finest split cells (2×2×2 cubes each). skimage tests the mask at
     # one corner of each cube; marking both the low and the high corner is right either way (the
     # extra neighbouring cubes hold sign-consistent values, so they add no triangles).
@@ -203,7 +216,9 @@ def extract(sdf_fn: SDFFn, resolution: int, bounds=(-1.0, 1.0), narrow_band: boo
     mask = np.zeros(v.shape, bool)
     mask[:-1, :-1, :-1] = cubes
     mask[1:, 1:, 1:] |= cubes
-    verts, faces = _marching_cubes(v[:n, :n, :n], lo, h, mask[:n, :n, :n], 0.0)
+    # The grid ends at n points per axis (the lattice may overhang it).
+    sl = tuple(slice(0, int(n - org[a])) for a in range(3))
+    verts, faces = _marching_cubes(v[sl], lo + org * h, h, mask[sl], 0.0)
     return Extraction(verts, faces, int(queries), time.perf_counter() - t0, n, float(h.max()), True)
 
 
