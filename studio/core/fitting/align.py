@@ -3,9 +3,10 @@
 With 3-D landmark pairs: Umeyama's closed form (least squares over s, R, t). Without them the
 scan may arrive in any pose, size and unit, so a global initialisation tries a small set of
 rotations — the 24 proper rotations that map the scan's principal axes onto those of the model
-mean (the axes' order and signs are unknown for a partial scan) — each with the centroid and a
-scale from the principal extents, refines every hypothesis briefly by robust ICP and keeps the
-few best by trimmed residual for a full refinement.
+mean, and 24 more onto those of its front face (the axes' order and signs are unknown, and a
+single-view scan's axes are the face's, not the head's) — each with the centroid and a scale from
+the principal extents, refines them briefly by robust ICP (successive halving: two steps for all,
+more for the best quarter) and keeps the few best by trimmed residual for a full refinement.
 
 The ICP is point-to-plane (the model's normals), linearised in a small similarity update
 (rotation ω, translation τ, log-scale σ) and solved as a 7×7 least squares per iteration;
