@@ -2,9 +2,9 @@
 
 * training identities: the learned code's canonical mesh vs the source mesh, and posed meshes (the
   canonical mesh's vertices moved by the deformation field) vs the posed source meshes;
-* held-out identities (seeds never trained on): the identity code fitted to 4k surface points with
-  normals of the source mesh (SDF = 0, ∇f ∥ n, Gaussian latent prior from the training codes), then
-  the same comparison.
+* held-out identities (seeds never trained on): the identity code fitted to 4k surface points of
+  the source mesh by eq. 4.23 (``fitting.fit_identity``, as ``studio eval neural`` does), then the
+  same comparison.
 
 Meshes come from plain dense marching cubes (this module must not depend on the live extractor it is
 used to judge). Figures are in mm through ``studio.core.metrics`` (Chamfer-L1, normal consistency,
@@ -21,6 +21,7 @@ import torch
 from studio.core.metrics import sample_surface, surface_metrics
 from studio.core.neural import data as nd
 from studio.core.neural.checkpoint import NeuralCheckpoint
+from studio.core.neural.fitting import fit_identity
 
 
 @torch.no_grad()
@@ -46,31 +47,6 @@ def compare(ck: NeuralCheckpoint, v_model, f, ref_mm, ref_f, n: int = 50000) -> 
     rp, rn = sample_surface(ref_mm, ref_f, n, seed=2)
     m = surface_metrics(pp, rp, pn, rn, threshold=1.0)
     return {k: round(float(v), 4) for k, v in m.as_dict().items()}
-
-
-def fit_identity(ck: NeuralCheckpoint, points: np.ndarray, normals: np.ndarray, steps: int = 200,
-                 lr: float = 0.02, prior_weight: float = 1e-3) -> torch.Tensor:
-    """MAP identity code for surface points (model units) with normals: Σ|f| + (1 − cos) + prior."""
-    model = ck.model
-    mean = torch.as_tensor(ck.stats["id_mean"], dtype=torch.float32)
-    prec = torch.as_tensor(np.linalg.pinv(ck.stats["id_cov"] + 1e-6 * np.eye(len(mean))), dtype=torch.float32)
-    z = mean.clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
-    x_all = torch.as_tensor(points, dtype=torch.float32)[None]
-    n_all = torch.as_tensor(normals, dtype=torch.float32)[None]
-    for i in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = lr * (0.1 ** (i / steps))
-        x = x_all.clone().requires_grad_(True)
-        f = model.sdf(x, model.planes(z[None]))
-        (grad,) = torch.autograd.grad(f.sum(), x, create_graph=True)
-        d = z - mean
-        loss = f.abs().mean() + 0.1 * (1 - torch.nn.functional.cosine_similarity(grad, n_all, dim=-1)).mean() \
-            + prior_weight * (d @ prec @ d)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return z.detach()
 
 
 def quality_report(ck: NeuralCheckpoint, source, n_train: int | None = None, n_heldout: int | None = None,
@@ -107,9 +83,8 @@ def quality_report(ck: NeuralCheckpoint, source, n_train: int | None = None, n_h
         rng = np.random.default_rng(seed)
         fi, bary = nd.sample_barycentric(ref, ref_f, 4000, rng)
         pts = ck.from_mm(nd.interpolate(ref, ref_f, fi, bary))
-        nrm = nd.interpolate(nd.vertex_normals(ref, ref_f), ref_f, fi, bary)
-        z = fit_identity(ck, pts, nrm / np.linalg.norm(nrm, axis=1, keepdims=True), steps=fit_steps)
-        v, f = canonical_mesh(ck, z, res)
+        fit = fit_identity(ck.model, pts, ck.stats["id_mean"], ck.stats["id_cov"], steps=fit_steps)
+        v, f = canonical_mesh(ck, torch.as_tensor(fit.z_id, dtype=torch.float32), res)
         out["heldout"].append({"seed": seed, **compare(ck, v, f, ref, ref_f)})
     for key in ("train", "train_posed", "heldout"):
         rows = out[key]
