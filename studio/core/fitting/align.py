@@ -248,7 +248,8 @@ def global_align(src: np.ndarray, target: Target, src_normals: np.ndarray | None
     hyps = [(0.0, k, sim) for k, sim in enumerate(starts)]
     # Successive halving: a couple of ICP steps for every start, more for the best quarter, so the
     # extra starts cost little (the right basin ranks in the best quarter after two steps).
-    rounds = [max(quick_iterations // 3, 1), quick_iterations - max(quick_iterations // 3, 1)]
+    first = max(quick_iterations // 3, 1)
+    rounds = (first, quick_iterations - first)
     for j, iters in enumerate(rounds):
         if j > 0:
             hyps = hyps[: max(len(hyps) // 4, keep_best)]

@@ -73,13 +73,19 @@ def default_albedo(model) -> np.ndarray:
     return albedo
 
 
+def regions_named(model, words) -> np.ndarray:
+    """(n,) bool: the vertices of every region whose name contains one of ``words``."""
+    mask = np.zeros(model.n_vertices, bool)
+    for name, ids in model.meta.regions.items():
+        if any(w in name for w in words):
+            mask[ids] = True
+    return mask
+
+
 def drawable_faces(model) -> np.ndarray:
     """The model's triangles minus translucent overlay shells (see ``OVERLAY_WORDS``)."""
     faces = np.asarray(model.faces, np.int64)
-    hide = np.zeros(model.n_vertices, bool)
-    for name, ids in model.meta.regions.items():
-        if any(w in name for w in OVERLAY_WORDS):
-            hide[ids] = True
+    hide = regions_named(model, OVERLAY_WORDS)
     return faces[~hide[faces].any(1)] if hide.any() else faces
 
 

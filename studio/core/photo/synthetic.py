@@ -57,9 +57,8 @@ def random_albedo(model, rng: np.random.Generator, params=None) -> np.ndarray:
             albedo += g[:, None] * np.array([0.04, -0.02, -0.02])
     albedo = np.clip(albedo, 0.02, 1)
     tinted = shading.default_albedo(model)
-    for name, ids in model.meta.regions.items():  # eyes, teeth, mouth keep their tints
-        if any(w_ in name for w_ in ("iris", "sclera", "teeth", "gums", "tongue", "mouth_socket")):
-            albedo[ids] = tinted[ids]
+    keep = shading.regions_named(model, ("iris", "sclera", "teeth", "gums", "tongue", "mouth_socket"))
+    albedo[keep] = tinted[keep]  # eyes, teeth, mouth keep their tints
     return albedo
 
 

@@ -19,7 +19,7 @@ from studio.core.atomic import check_writable, write_bytes
 from studio.core.errors import StudioError
 from studio.core.facemodel import Mesh
 from studio.core.photo.raster import rasterize, visible_vertices
-from studio.core.photo.shading import default_albedo, drawable_faces
+from studio.core.photo.shading import default_albedo, drawable_faces, regions_named
 
 EYE_WORDS = ("eyeball", "iris", "sclera", "pupil", "cornea")  # region names of the eyes
 
@@ -57,11 +57,7 @@ def photo_texture(model, vertices: np.ndarray, camera, image: np.ndarray, size: 
 
     skin_region = np.zeros(len(vertices), bool)
     skin_region[landmark_region(model)] = True
-    eyes = np.zeros(len(vertices), bool)
-    for name, ids in getattr(model.meta, "regions", {}).items():
-        if any(word in name for word in EYE_WORDS):
-            eyes[ids] = True
-    eyes &= ~skin_region
+    eyes = regions_named(model, EYE_WORDS) & ~skin_region
     colors = np.zeros((len(vertices), 3))
     skin_vis = vis & skin_region
     colors[skin_vis] = _bilinear(image, xy[skin_vis])
