@@ -15,7 +15,7 @@ from studio.core.neural import data as nd
 from studio.core.neural.checkpoint import load_checkpoint, save_checkpoint
 from studio.core.neural.config import NeuralConfig, tiny_config
 from studio.core.neural.model import NeuralHead, softplus
-from studio.core.neural.train import train
+from studio.core.neural.train import predicted_codes, train
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
@@ -156,6 +156,35 @@ def test_init_continues_from_a_trained_checkpoint(tiny_data, tmp_path):
         train(data, tiny_config(regions=(), dec_hidden=cfg.dec_hidden * 2), tmp_path / "c", init=ck)
     with pytest.raises(StudioError, match="give one"):
         train(data, cfg, tmp_path / "a", resume=True, init=ck)
+
+
+def test_init_adds_identities_with_codes_predicted_from_their_shape(tiny_data, tmp_path):
+    """--init into a run with more identities: the trained ones keep their codes, the added ones start at
+    the code their shape coefficients predict; normalisation and expression data stay the checkpoint's."""
+    cfg, data = tiny_data
+    first = train(data, tiny_config(regions=(), id_steps=20, ex_steps=2), tmp_path / "a")
+    ck = load_checkpoint(tmp_path / "a")
+    more_cfg = tiny_config(regions=(), n_train=7, n_norm_ids=4, n_expr_ids=4, id_steps=0, ex_steps=0)
+    more = nd.build_training_data(make_model(), more_cfg)
+    assert more.n_ids == 7 and more.corr_src.shape[0] == 4 and more.coeffs.shape[0] == 7
+    np.testing.assert_allclose(more.center, data.center)
+    assert more.scale == pytest.approx(data.scale)
+    np.testing.assert_allclose(more.surface[:4], data.surface)  # the same heads, the same samples
+    second = train(more, more_cfg, tmp_path / "b", init=ck)
+    codes = second.id_codes.detach().numpy()
+    np.testing.assert_allclose(codes[:4], first.id_codes.detach().numpy(), atol=1e-7)
+    np.testing.assert_allclose(codes[4:], predicted_codes(more.coeffs[:4], codes[:4], more.coeffs[4:]), atol=1e-5)
+    assert second.ex_codes.shape == first.ex_codes.shape
+    with pytest.raises(StudioError, match="other data"):  # expressions on other identities
+        train(more, tiny_config(regions=(), n_train=7, n_norm_ids=4), tmp_path / "c", init=ck)
+
+
+def test_predicted_codes_recover_a_linear_map():
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((5, 3)), rng.standard_normal(3)
+    a = rng.standard_normal((40, 5))
+    new = rng.standard_normal((6, 5))
+    np.testing.assert_allclose(predicted_codes(a, a @ w + b, new, ridge=1e-9), new @ w + b, atol=1e-8)
 
 
 def test_checkpoint_round_trip_is_exact(tiny_data, tmp_path):

@@ -60,6 +60,8 @@ class NeuralConfig:
     heldout_seed0: int = 100000      # held-out identities for evaluation: seeds from here on
     n_heldout: int = 50
     n_expr_per_id: int = 4           # random expressions per training identity
+    n_expr_ids: int = 0              # identities with expressions (the first ones); 0: all
+    n_norm_ids: int = 0              # identities the normalisation is computed on (the first ones); 0: all
     expr_active: int = 6             # non-zero blendshape weights per random expression
     regions: tuple = ("face", "head_and_neck")   # outer surface used for the SDF
     n_surface: int = 16000           # per identity: surface points with normals
@@ -115,6 +117,16 @@ class NeuralConfig:
     seed: int = 0
     checkpoint_minutes: float = 4.0  # write a resumable checkpoint this often
 
+    @property
+    def expr_ids(self) -> int:
+        """Identities with expression data (n_expr_ids, 0 meaning all)."""
+        return self.n_expr_ids or self.n_train
+
+    @property
+    def norm_ids(self) -> int:
+        """Identities the normalisation is computed on (n_norm_ids, 0 meaning all)."""
+        return self.n_norm_ids or self.n_train
+
     def architecture(self) -> dict[str, Any]:
         """The fields that decide the network's tensors (a warm start needs them equal)."""
         return {k: getattr(self, k) for k in MODEL_FIELDS}
@@ -168,6 +180,8 @@ class NeuralConfig:
                      "def_layers", "n_train", "batch_ids"):
             if int(getattr(self, name)) <= 0:
                 raise StudioError(f"neural config {name} must be positive")
+        if not (0 <= self.n_expr_ids <= self.n_train and 0 <= self.n_norm_ids <= self.n_train):
+            raise StudioError("neural config n_expr_ids and n_norm_ids must lie between 0 and n_train")
         if len(self.near_sigmas) != 2:
             raise StudioError("near_sigmas needs two perturbation levels")
 

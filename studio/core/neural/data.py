@@ -44,9 +44,9 @@ from studio.core.facemodel import UNIT_TO_MM
 from studio.core.neural.config import NeuralConfig
 from studio.core.progress import ProgressFn, report
 
-DATA_FIELDS = ("n_train", "train_seed0", "n_expr_per_id", "expr_active", "regions", "n_surface", "n_near",
-               "near_sigmas", "n_uniform", "n_corr", "unit_radius")
-CACHE_VERSION = 2
+DATA_FIELDS = ("n_train", "train_seed0", "n_expr_per_id", "n_expr_ids", "n_norm_ids", "expr_active", "regions",
+               "n_surface", "n_near", "near_sigmas", "n_uniform", "n_corr", "unit_radius")
+CACHE_VERSION = 3
 
 
 @dataclass
@@ -59,12 +59,13 @@ class TrainingData:
     near_sdf: np.ndarray     # (n_id, M)
     uniform: np.ndarray      # (n_id, U, 3)
     uniform_sdf: np.ndarray  # (n_id, U)
-    corr_src: np.ndarray     # (n_id, n_ex, K, 3) canonical points
-    corr_dst: np.ndarray     # (n_id, n_ex, K, 3) the same points posed
+    corr_src: np.ndarray     # (n_expr_ids, n_ex, K, 3) canonical points (the first identities only)
+    corr_dst: np.ndarray     # (n_expr_ids, n_ex, K, 3) the same points posed
     center: np.ndarray       # (3,) mm
     scale: float             # mm per unit
     seeds: np.ndarray        # (n_id,) identity seeds
-    expr_weights: np.ndarray  # (n_id, n_ex, n_blend)
+    expr_weights: np.ndarray  # (n_expr_ids, n_ex, n_blend)
+    coeffs: np.ndarray       # (n_id, K) the identities' shape coefficients (σ units) in the source model
 
     @property
     def n_ids(self) -> int:
@@ -206,9 +207,11 @@ def correspondences(v0: np.ndarray, v1: np.ndarray, f: np.ndarray, count: int, r
 
 
 def normalisation(model, cfg: NeuralConfig) -> tuple[np.ndarray, float]:
-    """One centre (mm) and scale (mm per unit) for all heads: every training head within unit_radius."""
+    """One centre (mm) and scale (mm per unit) for all heads: the first ``norm_ids`` training heads within
+    unit_radius (a run that adds identities to a trained model keeps the model's normalisation; the
+    added heads may reach a little beyond unit_radius, still well inside the unit ball)."""
     boxes, verts = [], []
-    for i in range(cfg.n_train):
+    for i in range(cfg.norm_ids):
         v, _ = identity_mesh_mm(model, cfg.train_seed0 + i, cfg.regions)
         boxes.append((v.min(0) + v.max(0)) / 2)
         verts.append(v)
@@ -225,13 +228,14 @@ def recipe(cfg: NeuralConfig, model_name: str) -> dict:
         "heldout_seeds": [cfg.heldout_seed0, cfg.heldout_seed0 + cfg.n_heldout - 1],
         "heldout_note": "held-out seeds were never used in training; evaluate on them",
         "regions": list(cfg.regions),
-        "expressions": f"{cfg.n_expr_per_id} per identity, {cfg.expr_active} random blendshapes at U(0,1) "
-                       "from default_rng(seed + 7_000_003)",
+        "expressions": f"{cfg.n_expr_per_id} per identity for the first {cfg.expr_ids} identities, "
+                       f"{cfg.expr_active} random blendshapes at U(0,1) from default_rng(seed + 7_000_003)",
         "sdf_samples": {"surface": cfg.n_surface, "near": cfg.n_near, "near_sigmas": list(cfg.near_sigmas),
                         "uniform_ball": cfg.n_uniform, "sign": "fast generalised winding number > 0.5 is inside",
                         "distance": "exact point-triangle distance (libigl AABB)"},
         "correspondences": cfg.n_corr,
-        "normalisation": f"x = (x_mm - center) / scale, all training heads inside radius {cfg.unit_radius}",
+        "normalisation": f"x = (x_mm - center) / scale, the first {cfg.norm_ids} training heads inside radius "
+                         f"{cfg.unit_radius}",
     }
 
 
@@ -260,12 +264,16 @@ def build_training_data(model, cfg: NeuralConfig, progress: ProgressFn | None = 
     out = {k: [] for k in ("surface", "normals", "near", "near_sdf", "uniform", "uniform_sdf", "corr_src",
                            "corr_dst", "expr_weights")}
     seeds = np.arange(cfg.train_seed0, cfg.train_seed0 + cfg.n_train)
+    coeffs = np.array([identity_params(model, int(s)) for s in seeds], np.float32)
     for i, seed in enumerate(seeds):
         rng = np.random.default_rng(int(seed) + 1_000_003)
         v_mm, f = identity_mesh_mm(model, int(seed), cfg.regions)
         v = (v_mm - center) / scale
         for k, a in sdf_samples(v, f, cfg, rng).items():
             out[k].append(a.astype(np.float32))
+        if i >= cfg.expr_ids:
+            report(progress, (i + 1) / len(seeds), f"training data {i + 1}/{len(seeds)}")
+            continue
         erng = np.random.default_rng(int(seed) + 7_000_003)
         srcs, dsts, ws = [], [], []
         for _ in range(n_ex):
@@ -278,7 +286,7 @@ def build_training_data(model, cfg: NeuralConfig, progress: ProgressFn | None = 
         out["expr_weights"].append(np.array(ws, np.float32).reshape(n_ex, n_blend))
         report(progress, (i + 1) / len(seeds), f"training data {i + 1}/{len(seeds)}")
     arrays = {k: np.stack(v) for k, v in out.items()}
-    return TrainingData(center=center, scale=float(scale), seeds=seeds, **arrays)
+    return TrainingData(center=center, scale=float(scale), seeds=seeds, coeffs=coeffs, **arrays)
 
 
 def load_or_build(model, model_path: str, cfg: NeuralConfig, cache_dir=None,
@@ -300,7 +308,7 @@ def load_or_build(model, model_path: str, cfg: NeuralConfig, cache_dir=None,
         np.savez(tmp, center=data.center, scale=np.float64(data.scale),
                  **{k: getattr(data, k) for k in ("surface", "normals", "near", "near_sdf", "uniform",
                                                    "uniform_sdf", "corr_src", "corr_dst", "seeds",
-                                                   "expr_weights")})
+                                                   "expr_weights", "coeffs")})
         tmp.replace(path)
     except OSError:
         pass  # caching is an optimisation only

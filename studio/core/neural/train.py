@@ -59,9 +59,10 @@ class Trainer:
         self.model = NeuralHead(cfg).to(device)
         n_ex = data.corr_src.shape[1]
         self.n_ex = n_ex
+        self.n_ex_ids = data.corr_src.shape[0]  # identities with expressions: the first ones
         self.id_codes = torch.nn.Parameter(torch.randn(data.n_ids, cfg.id_dim, generator=self.gen).mul_(0.01)
                                            .to(device))
-        self.ex_codes = torch.nn.Parameter(torch.randn(data.n_ids * max(n_ex, 1), cfg.ex_dim,
+        self.ex_codes = torch.nn.Parameter(torch.randn(self.n_ex_ids * max(n_ex, 1), cfg.ex_dim,
                                                        generator=self.gen).mul_(0.01).to(device))
         t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
         self.t = {k: t(getattr(data, k)) for k in ("surface", "normals", "near", "near_sdf", "uniform",
@@ -246,7 +247,7 @@ class Trainer:
             weights = self.identity_weights()
             opt = self.opt_id
         elif self.stage == 1:
-            pair = torch.randint(0, self.data.n_ids * self.n_ex, (self.cfg.ex_batch,), generator=self.gen)
+            pair = torch.randint(0, self.n_ex_ids * self.n_ex, (self.cfg.ex_batch,), generator=self.gen)
             terms = self.expression_losses(pair)
             weights = self.expression_weights()
             opt = self.opt_ex
@@ -288,25 +289,38 @@ class Trainer:
     def warm_start(self, ck: NeuralCheckpoint) -> None:
         """Start from a trained checkpoint's network and auto-decoder codes (fresh optimiser state and
         schedule): continues training a model whose resumable state is gone, e.g. the shipped one.
-        The checkpoint must have the same architecture and the same training identities."""
+
+        The checkpoint must have the same architecture and recipe. This run may have more training
+        identities (a larger ``n_train``, same first seeds, the checkpoint's normalisation and
+        expression identities via ``n_norm_ids`` / ``n_expr_ids``): the checkpoint's identities keep
+        their codes and each added identity starts at the code its shape coefficients predict — a ridge
+        regression code ≈ W·α + b fitted on the checkpoint's (α, code) pairs (on ICT it explains about
+        80 % of held-out codes' variance), much closer than the mean code."""
         if ck.config.architecture() != self.cfg.architecture():
             raise StudioError("the --init checkpoint has other network sizes than this config")
-        if any(getattr(ck.config, k) != getattr(self.cfg, k) for k in DATA_FIELDS):
+        free = ("n_train", "n_expr_ids", "n_norm_ids")
+        if any(getattr(ck.config, k) != getattr(self.cfg, k) for k in DATA_FIELDS if k not in free) \
+                or ck.config.n_train > self.cfg.n_train or ck.config.expr_ids != self.cfg.expr_ids:
             raise StudioError("the --init checkpoint was trained on other data (its recipe differs from this config)")
         id_codes, ex_codes = ck.stats.get("train_id_codes"), ck.stats.get("train_ex_codes")
-        if id_codes is None or ex_codes is None or tuple(id_codes.shape) != tuple(self.id_codes.shape) \
+        n0 = ck.config.n_train
+        if id_codes is None or ex_codes is None or tuple(id_codes.shape) != (n0, self.cfg.id_dim) \
                 or tuple(ex_codes.shape) != tuple(self.ex_codes.shape):
             raise StudioError("the --init checkpoint does not carry training codes for these identities")
         if not np.allclose(ck.center, self.data.center, atol=1e-3) or abs(ck.scale - self.data.scale) > 1e-3:
-            raise StudioError("the --init checkpoint's normalisation differs from the training data's")
+            raise StudioError("the --init checkpoint's normalisation differs from the training data's "
+                              f"(set n_norm_ids to its {ck.config.norm_ids} identities)")
+        codes = np.asarray(id_codes, np.float64)
+        if self.data.n_ids > n0:
+            codes = np.vstack([codes, predicted_codes(self.data.coeffs[:n0], codes, self.data.coeffs[n0:])])
         self.model.load_state_dict(ck.model.state_dict())
         with torch.no_grad():
-            self.id_codes.copy_(torch.as_tensor(id_codes, dtype=torch.float32))
+            self.id_codes.copy_(torch.as_tensor(codes, dtype=torch.float32))
             self.ex_codes.copy_(torch.as_tensor(ex_codes, dtype=torch.float32))
         prev = ck.meta or {}
         self.meta["initialised_from"] = {
             "total_steps": int(prev.get("total_steps", 0)), "training_seconds": float(prev.get("training_seconds", 0.0)),
-            "initialised_from": prev.get("initialised_from")}
+            "initialised_from": prev.get("initialised_from"), "n_train": n0}
 
     def checkpoint(self) -> NeuralCheckpoint:
         stats = {"center": np.asarray(self.data.center, np.float64), "scale": float(self.data.scale)}
@@ -340,6 +354,16 @@ class Trainer:
         atomic.write_text(self.out / "loss.csv", buf.getvalue(), force=True)
         if plot:
             plot_losses(self.history, self.out / "loss.png")
+
+
+def predicted_codes(coeffs: np.ndarray, codes: np.ndarray, new_coeffs: np.ndarray, ridge: float = 10.0) -> np.ndarray:
+    """Codes for identities with shape coefficients ``new_coeffs`` by ridge regression code ≈ W·α + b on
+    known (coeffs, codes) pairs. ``ridge`` 10 (σ units) was the best of 0.1–30 on held-out ICT codes."""
+    x = np.c_[np.asarray(coeffs, np.float64), np.ones(len(coeffs))]
+    reg = ridge * np.eye(x.shape[1])
+    reg[-1, -1] = 0.0  # the offset is not shrunk
+    w = np.linalg.solve(x.T @ x + reg, x.T @ np.asarray(codes, np.float64))
+    return np.c_[np.asarray(new_coeffs, np.float64), np.ones(len(new_coeffs))] @ w
 
 
 def plot_losses(history: list[dict], path: Path) -> None:
