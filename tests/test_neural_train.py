@@ -175,6 +175,9 @@ def test_init_adds_identities_with_codes_predicted_from_their_shape(tiny_data, t
     np.testing.assert_allclose(codes[:4], first.id_codes.detach().numpy(), atol=1e-7)
     np.testing.assert_allclose(codes[4:], predicted_codes(more.coeffs[:4], codes[:4], more.coeffs[4:]), atol=1e-5)
     assert second.ex_codes.shape == first.ex_codes.shape
+    from studio.core.neural.quality import quality_report  # posed figures only where expressions exist
+    report = quality_report(load_checkpoint(tmp_path / "b"), make_model(), n_train=7, n_heldout=0, res=32)
+    assert len(report["train"]) == 7 and len(report["train_posed"]) == 4
     with pytest.raises(StudioError, match="other data"):  # expressions on other identities
         train(more, tiny_config(regions=(), n_train=7, n_norm_ids=4), tmp_path / "c", init=ck)
 

@@ -271,19 +271,17 @@ def build_training_data(model, cfg: NeuralConfig, progress: ProgressFn | None = 
         v = (v_mm - center) / scale
         for k, a in sdf_samples(v, f, cfg, rng).items():
             out[k].append(a.astype(np.float32))
-        if i >= cfg.expr_ids:
-            report(progress, (i + 1) / len(seeds), f"training data {i + 1}/{len(seeds)}")
-            continue
-        erng = np.random.default_rng(int(seed) + 7_000_003)
-        srcs, dsts, ws = [], [], []
-        for _ in range(n_ex):
-            w = random_expression(n_blend, cfg.expr_active, erng)
-            vp = (identity_mesh_mm(model, int(seed), cfg.regions, w)[0] - center) / scale
-            s, d = correspondences(v, vp, f, cfg.n_corr, rng)
-            srcs.append(s), dsts.append(d), ws.append(w)
-        out["corr_src"].append(np.array(srcs, np.float32).reshape(n_ex, cfg.n_corr, 3))
-        out["corr_dst"].append(np.array(dsts, np.float32).reshape(n_ex, cfg.n_corr, 3))
-        out["expr_weights"].append(np.array(ws, np.float32).reshape(n_ex, n_blend))
+        if i < cfg.expr_ids:  # expressions only for the first identities
+            erng = np.random.default_rng(int(seed) + 7_000_003)
+            srcs, dsts, ws = [], [], []
+            for _ in range(n_ex):
+                w = random_expression(n_blend, cfg.expr_active, erng)
+                vp = (identity_mesh_mm(model, int(seed), cfg.regions, w)[0] - center) / scale
+                s, d = correspondences(v, vp, f, cfg.n_corr, rng)
+                srcs.append(s), dsts.append(d), ws.append(w)
+            out["corr_src"].append(np.array(srcs, np.float32).reshape(n_ex, cfg.n_corr, 3))
+            out["corr_dst"].append(np.array(dsts, np.float32).reshape(n_ex, cfg.n_corr, 3))
+            out["expr_weights"].append(np.array(ws, np.float32).reshape(n_ex, n_blend))
         report(progress, (i + 1) / len(seeds), f"training data {i + 1}/{len(seeds)}")
     arrays = {k: np.stack(v) for k, v in out.items()}
     return TrainingData(center=center, scale=float(scale), seeds=seeds, coeffs=coeffs, **arrays)

@@ -67,7 +67,7 @@ def quality_report(ck: NeuralCheckpoint, source, n_train: int | None = None, n_h
         v, f = canonical_mesh(ck, codes[i], res)
         ref, ref_f = nd.identity_mesh_mm(source, seed, cfg.regions)
         out["train"].append({"seed": seed, **compare(ck, v, f, ref, ref_f)})
-        if eg is None:
+        if eg is None or i >= cfg.expr_ids:  # only the first expr_ids identities have expression codes
             continue
         erng = np.random.default_rng(seed + 7_000_003)  # the same draws as data.build_training_data
         for j in range(min(n_expr, cfg.n_expr_per_id)):
