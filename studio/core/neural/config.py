@@ -1,7 +1,7 @@
 """Sizes and training settings of the neural head model, as one JSON-able dataclass.
 
-The defaults are the shipped model's first run's (two more runs continued it with ``--init``, the
-last on 1,500 identities: checkpoints/neural/README.md). They are chosen so the model trains on 2 CPU cores in about an
+The defaults are the shipped model's first run's (three more runs continued it with ``--init``, the
+last on 4,000 identities: checkpoints/neural/README.md). They are chosen so the model trains on 2 CPU cores in about an
 hour and evaluates live on a CPU (measured on the 2-core development machine, eager torch 2.13,
 ``torch.set_num_threads(2)``; see ``studio train neural`` / the README for the figures):
 
