@@ -191,6 +191,16 @@ def random_expression(n_blend: int, active: int, rng: np.random.Generator) -> np
     return w
 
 
+EXPR_SEED_OFFSET = 7_000_003  # the expression draws' own stream, apart from the SDF samples' (seed + 1_000_003)
+
+
+def expression_draws(seed: int, n_blend: int, active: int, count: int) -> list[np.ndarray]:
+    """The first ``count`` blendshape weight vectors training identity ``seed`` is posed with (the
+    training data and the quality report must draw the same ones)."""
+    rng = np.random.default_rng(int(seed) + EXPR_SEED_OFFSET)
+    return [random_expression(n_blend, active, rng) for _ in range(count)]
+
+
 def correspondences(v0: np.ndarray, v1: np.ndarray, f: np.ndarray, count: int, rng: np.random.Generator,
                     band: float = 0.01):
     """The same barycentric points on the neutral (v0) and posed (v1) surfaces; half pushed off along
@@ -229,7 +239,7 @@ def recipe(cfg: NeuralConfig, model_name: str) -> dict:
         "heldout_note": "held-out seeds were never used in training; evaluate on them",
         "regions": list(cfg.regions),
         "expressions": f"{cfg.n_expr_per_id} per identity for the first {cfg.expr_ids} identities, "
-                       f"{cfg.expr_active} random blendshapes at U(0,1) from default_rng(seed + 7_000_003)",
+                       f"{cfg.expr_active} random blendshapes at U(0,1) from default_rng(seed + {EXPR_SEED_OFFSET:_})",
         "sdf_samples": {"surface": cfg.n_surface, "near": cfg.n_near, "near_sigmas": list(cfg.near_sigmas),
                         "uniform_ball": cfg.n_uniform, "sign": "fast generalised winding number > 0.5 is inside",
                         "distance": "exact point-triangle distance (libigl AABB)"},
@@ -272,10 +282,8 @@ def build_training_data(model, cfg: NeuralConfig, progress: ProgressFn | None = 
         for k, a in sdf_samples(v, f, cfg, rng).items():
             out[k].append(a.astype(np.float32))
         if i < cfg.expr_ids:  # expressions only for the first identities
-            erng = np.random.default_rng(int(seed) + 7_000_003)
             srcs, dsts, ws = [], [], []
-            for _ in range(n_ex):
-                w = random_expression(n_blend, cfg.expr_active, erng)
+            for w in expression_draws(seed, n_blend, cfg.expr_active, n_ex):
                 vp = (identity_mesh_mm(model, int(seed), cfg.regions, w)[0] - center) / scale
                 s, d = correspondences(v, vp, f, cfg.n_corr, rng)
                 srcs.append(s), dsts.append(d), ws.append(w)

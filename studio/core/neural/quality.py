@@ -69,9 +69,7 @@ def quality_report(ck: NeuralCheckpoint, source, n_train: int | None = None, n_h
         out["train"].append({"seed": seed, **compare(ck, v, f, ref, ref_f)})
         if eg is None or i >= cfg.expr_ids:  # only the first expr_ids identities have expression codes
             continue
-        erng = np.random.default_rng(seed + 7_000_003)  # the same draws as data.build_training_data
-        for j in range(min(n_expr, cfg.n_expr_per_id)):
-            w = nd.random_expression(eg.size, cfg.expr_active, erng)
+        for j, w in enumerate(nd.expression_draws(seed, eg.size, cfg.expr_active, min(n_expr, cfg.n_expr_per_id))):
             with torch.no_grad():
                 dv = ck.model.deform(torch.as_tensor(v[None], dtype=torch.float32),
                                      ex_codes[i * cfg.n_expr_per_id + j][None], codes[i][None])[0].numpy()
