@@ -219,7 +219,7 @@ QUICK_EPS = 1.0  # approximate neighbours while ranking hypotheses: far-off star
 def global_align(src: np.ndarray, target: Target, src_normals: np.ndarray | None = None,
                  oriented: bool = False, keep_best: int = 3, src_border: np.ndarray | None = None,
                  target_subset: np.ndarray | None = None, with_scale: bool = True, refine: int = 12,
-                 quick_iterations: int = 6, progress=None) -> tuple[Similarity, float]:
+                 quick_iterations: int = 6, progress=None, return_ranked: bool = False):
     """Alignment without landmarks: principal-axis hypotheses (24, or 48 with a front subset), brief ICP
     each, the best few refined.
 
@@ -227,6 +227,8 @@ def global_align(src: np.ndarray, target: Target, src_normals: np.ndarray | None
     ``quick_iterations``: ICP steps per hypothesis before ranking (a third for every start, the
     rest for the best quarter). A partial scan's principal axes can sit ~30° off the model's, and
     3 steps left the right hypothesis outside the best few (a neural fit came out 172° flipped).
+    Returns (similarity, score), and with ``return_ranked`` also every hypothesis' rotation, best
+    first (the rigid stage renders the scan from them to look for a face).
     """
     if len(src) < 10:
         raise StudioError("too few scan points to align")
@@ -250,8 +252,10 @@ def global_align(src: np.ndarray, target: Target, src_normals: np.ndarray | None
     # extra starts cost little (the right basin ranks in the best quarter after two steps).
     first = max(quick_iterations // 3, 1)
     rounds = (first, quick_iterations - first)
+    first_ranking: list = []
     for j, iters in enumerate(rounds):
         if j > 0:
+            first_ranking = hyps
             hyps = hyps[: max(len(hyps) // 4, keep_best)]
         ranked = []
         for i, (_, k, sim) in enumerate(hyps):
@@ -268,8 +272,12 @@ def global_align(src: np.ndarray, target: Target, src_normals: np.ndarray | None
                   scale_range=(0.6 * s0, 1.6 * s0), src_border=src_border, target_subset=target_subset)
         n = None if src_normals is None else sim.rotate(src_normals)
         best.append((trimmed_score(sim.apply(src), target, n, oriented, 0.3), sim))
-    score, sim = min(best, key=lambda b: b[0])
-    return sim, score
+    best.sort(key=lambda b: b[0])
+    score, sim = best[0]
+    if not return_ranked:
+        return sim, score
+    ranked = [b[1].R for b in best] + [h[2].R for h in hyps] + [h[2].R for h in first_ranking]
+    return sim, score, ranked
 
 
 def landmark_align(scan_points: np.ndarray, model_points: np.ndarray, with_scale: bool = True) -> Similarity:

@@ -41,7 +41,7 @@ from scipy.spatial import cKDTree
 
 from studio.core.errors import StudioError
 from studio.core.facemodel import UNIT_TO_MM, Params
-from studio.core.fitting import align
+from studio.core.fitting import align, rigid
 from studio.core.fitting.align import Similarity, Target
 from studio.core.fitting.scan_io import Scan, local_geometry
 from studio.core.geometry import vertex_normals
@@ -95,6 +95,16 @@ class FitResult:
     # The fitted mesh's triangles when its topology depends on the parameters (a neural model's
     # marching-cubes mesh); None for a fixed-topology model (the model's own triangles).
     faces: np.ndarray | None = None
+    free_scale: bool = False  # the scan's scale was estimated (its unit's scale was not trusted)
+    rigid: "rigid.RigidResult | None" = None  # how the pose was found (method, detected landmarks, notes)
+    verdict: "object | None" = None  # the fit's own judgement (``verdict.judge``), set by the job
+
+    def scan_to_mm(self) -> float:
+        """Millimetres per scan coordinate: the unit's, or — with a free scale — the estimated one
+        (the scan's nominal unit then says nothing about its size)."""
+        if self.free_scale:
+            return float(self.to_model.s) * UNIT_TO_MM[self.model_unit]
+        return UNIT_TO_MM[self.scan_unit]
 
     def vertices_in_scan(self) -> np.ndarray:
         """The fitted face placed on the scan (scan coordinates and unit)."""
@@ -309,17 +319,16 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
 
     # 1. rigid before non-rigid: a similarity that puts the scan onto the model mean.
     align_progress = (lambda f, m="": report(progress, 0.25 * f, m)) if progress else None
-    if landmarks is not None:
-        sim = _landmark_pose(model, landmarks, unit_scale, opt.free_scale)
-        sim = align.icp(sample[usable], sim, prep.align_target, s_nrm[usable], oriented, iterations=10,
-                        with_scale=opt.free_scale, scale_range=(0.8 * sim.s, 1.25 * sim.s))
-    else:
-        cand = np.flatnonzero(usable)
-        pick = cand if len(cand) <= opt.align_samples else rng.choice(cand, opt.align_samples, replace=False)
-        sim, _ = align.global_align(sample[pick], prep.align_target, s_nrm[pick], oriented,
-                                    src_border=s_border[pick], target_subset=prep.align_face,
-                                    with_scale=opt.free_scale, refine=opt.align_iterations,
-                                    progress=align_progress)
+    given = _landmark_pose(model, landmarks, unit_scale, opt.free_scale) if landmarks is not None else None
+    cand = np.flatnonzero(usable)
+    pick = cand if len(cand) <= opt.align_samples else rng.choice(cand, opt.align_samples, replace=False)
+    if given is not None:  # the user's landmarks: refine on the larger sample
+        pick = cand
+    rig = rigid.align_scan(model_side(model, prep), rigid.render_surface(scan, pts), sample[pick], s_nrm[pick],
+                           s_border[pick], oriented, opt.free_scale, given, opt.align_iterations,
+                           progress=align_progress)
+    sim = rig.sim
+    free_scale = rig.free_scale
     _check_overlap(sample[usable], sim, prep)
     if _align_only:
         return Similarity(sim.s * unit_scale, sim.R, sim.t)
@@ -397,7 +406,7 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
         # is free — a metric scan's scale is its unit's; a free one is refined while the face is
         # still coarse (few components, no expressions), later the many components could trade
         # size for shape.
-        npose = 0 if not opt.fit_pose else (7 if opt.free_scale and it < opt.scale_until else 6)
+        npose = 0 if not opt.fit_pose else (7 if free_scale and it < opt.scale_until else 6)
         jac = np.vstack([np.hstack([a1, jp1[:, :npose]]), opt.model_weight * np.hstack([a2, jp2[:, :npose]])])
         res = np.r_[r[ks], opt.model_weight * rm[km]]
         w = 1.0 / sigma**2
@@ -427,7 +436,7 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
     to_model = Similarity(sim.s * unit_scale, sim.R, sim.t)
     return FitResult(model.name, params, to_model, region, scan.unit, model.meta.unit,
                      np.asarray(model.vertices(params), np.float64), prep.verts, opt.iterations,
-                     time.perf_counter() - t0, residuals)
+                     time.perf_counter() - t0, residuals, free_scale=free_scale, rigid=rig)
 
 
 def incident_triangles(faces: np.ndarray, n: int) -> np.ndarray:
@@ -510,6 +519,22 @@ def initial_alignment(model, scan: Scan, region: str = "face", landmarks: dict |
                       options: FitOptions | None = None, progress=None) -> Similarity:
     """Only the rigid stage of ``fit``: scan coordinates → model coordinates."""
     return fit(model, scan, region, landmarks, options, progress, _align_only=True)
+
+
+def model_side(model, prep: _Prepared) -> rigid.ModelSide:
+    """The alignment target with the landmarks of the model's mean head (cached with ``prep``)."""
+    cache = model.__dict__.setdefault("_scan_fit_cache", {})
+    if "side" not in cache:
+        from studio.core.photo.shading import drawable_faces
+
+        mean = np.asarray(model.mean, float)
+        faces = drawable_faces(model)
+        lm = rigid.model_landmarks(mean, faces, vertex_normals(mean, faces))
+        ids = model.meta.landmarks.get("ibug68")
+        cache["side"] = rigid.ModelSide(prep.align_target, prep.align_face, lm,
+                                        None if ids is None else mean[np.asarray(ids, np.int64)])
+    side = cache["side"]
+    return rigid.ModelSide(prep.align_target, prep.align_face, side.landmarks, side.ibug68)
 
 
 def _params(prep: _Prepared, model, alpha: np.ndarray) -> Params:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,7 @@ class Scan:
     oriented: bool = False  # normals point out of the surface (meshes, depth maps)
     sensor: np.ndarray | None = None  # where the sensor was (depth maps: the camera centre)
     source: str = ""
+    notes: list = field(default_factory=list)  # what reading changed (parts dropped, …), for the report
 
     def __len__(self) -> int:
         return len(self.points)
@@ -101,7 +102,51 @@ def load_scan(path: str | os.PathLike, unit: str | None = None, intrinsics: str 
     except Exception as e:  # a parser's own complaint about a damaged file
         raise StudioError(f"cannot read scan {path.name}: {e.__class__.__name__}: {e}") from None
     scan.source = str(path)
+    if scan.faces is not None:
+        drop_small_parts(scan)
     return finish_scan(scan, unit, expected_mm, max_points)
+
+
+SMALL_PART = 0.05  # a separate part with less than this share of the largest part's area is dropped
+
+
+def drop_small_parts(scan: Scan) -> Scan:
+    """Drop the mesh's separate small parts: a model's own head carries eyeballs, teeth, a mouth
+    socket and eye shells inside or in front of the skin, and a scanner's output carries floating
+    islands. Neither is the face's outer surface, and both pull a fit (measured: a full ICT head
+    fitted with the true pose came out 1.7 mm median off, blendshapes at 1.0; without them 0.0005 mm)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    f = np.asarray(scan.faces, np.int64)
+    n = len(scan.points)
+    if len(f) == 0:
+        return scan
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]]])
+    graph = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    count, label = connected_components(graph, directed=False)
+    if count == 1:
+        return scan
+    p = np.asarray(scan.points, float)
+    area = 0.5 * np.linalg.norm(np.cross(p[f[:, 1]] - p[f[:, 0]], p[f[:, 2]] - p[f[:, 0]]), axis=1)
+    part_area = np.bincount(label[f[:, 0]], weights=np.nan_to_num(area), minlength=count)
+    keep_part = part_area >= SMALL_PART * part_area.max()
+    keep = keep_part[label]
+    keep &= np.bincount(f.ravel(), minlength=n) > 0  # loose vertices on no triangle carry no surface
+    if keep.all():
+        return scan
+    remap = np.cumsum(keep) - 1
+    scan.faces = remap[f[keep[f].all(axis=1)]]
+    scan.points = p[keep]
+    for attr in ("normals", "boundary"):
+        val = getattr(scan, attr)
+        if val is not None:
+            setattr(scan, attr, np.asarray(val)[keep])
+    dropped = int((~keep_part).sum())
+    if dropped:
+        scan.notes.append(f"ignored {dropped} small separate part{'s' if dropped > 1 else ''} of the mesh "
+                          f"({int((~keep).sum()):,} vertices: interior parts or stray pieces)")
+    return scan
 
 
 def finish_scan(scan: Scan, unit: str | None = None, expected_mm: float = TYPICAL_HEAD_MM,

@@ -194,3 +194,69 @@ def face_like_model(subdivisions: int = 4, name: str = "synthetic-head", n_shape
         LinearGroup(ParamGroup("shape", tuple(f"PC{i + 1}" for i in range(n_shape))), shape),
         LinearGroup(ParamGroup("expression", tuple(f"E{i}" for i in range(n_expr)), "box"), expr)],
         meta=ModelMeta(unit="mm", regions={"face": face}))
+
+
+# Strong expressions for face-mask scans (ARKit blendshape names; models without them get random
+# blendshapes instead): what a scanning session of one person's expressions captures.
+EXPRESSIONS = {
+    "smile": {"mouthSmile_L": 1.0, "mouthSmile_R": 1.0, "cheekSquint_L": 0.6, "cheekSquint_R": 0.6,
+              "eyeSquint_L": 0.4, "eyeSquint_R": 0.4, "jawOpen": 0.15},
+    "disgust": {"noseSneer_L": 1.0, "noseSneer_R": 1.0, "mouthUpperUp_L": 0.8, "mouthUpperUp_R": 0.8,
+                "browDown_L": 0.7, "browDown_R": 0.7, "mouthFrown_L": 0.5, "mouthFrown_R": 0.5},
+    "surprise": {"browInnerUp_L": 1.0, "browInnerUp_R": 1.0, "browOuterUp_L": 0.9, "browOuterUp_R": 0.9,
+                 "eyeWide_L": 0.8, "eyeWide_R": 0.8, "jawOpen": 0.6},
+}
+
+
+def expression_params(model, rng: np.random.Generator, expression: str | None) -> Params:
+    """A face from the prior with a named strong expression (``EXPRESSIONS``), or neutral (None)."""
+    p = model.sample(rng)
+    for g in model.groups:
+        if g.prior == "box" and g.affects == "position" and g.size:
+            v = np.zeros(g.size)
+            if expression is not None:
+                named = EXPRESSIONS[expression]
+                hits = [g.names.index(n) for n in named if n in g.names]
+                for n in named:
+                    if n in g.names:
+                        v[g.names.index(n)] = named[n]
+                if not hits:  # not an ARKit model: a few random blendshapes, strongly on
+                    on = rng.choice(g.size, size=min(3, g.size), replace=False)
+                    v[on] = 0.8
+            p[g.name] = g.lower + v * (g.upper - g.lower) if np.isfinite(g.lower).all() else v
+    return p
+
+
+def mesh_scan(model, params: Params, part: str = "head", seed: int = 0, unit: str = "mm",
+              scale: float = 1.0) -> SyntheticScan:
+    """A scan as a modelling tool or a scanner's mesh export delivers it, in a random pose.
+
+    ``part`` "head": every triangle of the model, interior parts included (eyeballs, teeth, mouth
+    socket, eye shells — what ``studio sample`` writes); "mask": only the face region (a face-mask
+    scan, forehead to chin). ``scale``: the scan is that many times larger than its ``unit`` says
+    (a non-metric export, e.g. a head at 4× metres).
+    """
+    rng = np.random.default_rng(seed)
+    verts = np.asarray(model.vertices(model.check(params)), np.float64)
+    faces = np.asarray(model.faces, np.int64)
+    if part == "mask":
+        regions = model.meta.regions
+        ids = next((regions[r] for r in ("full_face_area", "face") if r in regions), None)
+        if ids is not None:
+            keep = np.zeros(model.n_vertices, bool)
+            keep[np.asarray(ids)] = True
+            faces = faces[keep[faces].all(axis=1)]
+    used = np.unique(faces)
+    remap = np.full(model.n_vertices, -1)
+    remap[used] = np.arange(len(used))
+    rot = Rotation.random(random_state=rng.integers(2**31)).as_matrix()
+    radius = float(np.ptp(verts[used], axis=0).max())
+    to_scan = Similarity(UNIT_TO_MM[model.meta.unit] / UNIT_TO_MM[unit] * scale, rot,
+                         rng.normal(scale=radius, size=3) * UNIT_TO_MM[model.meta.unit] / UNIT_TO_MM[unit] * scale)
+    from studio.core.fitting.scan_io import mesh_boundary, mesh_normals
+
+    pts = to_scan.apply(verts[used])
+    f = remap[faces]
+    scan = Scan(pts, mesh_normals(pts, f), mesh_boundary(f, len(pts)), f, unit=unit, kind="mesh", oriented=True,
+                source="synthetic")
+    return SyntheticScan(scan, params, verts, to_scan.inverse(), np.zeros((0, 0)), {})

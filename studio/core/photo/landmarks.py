@@ -101,6 +101,10 @@ def _mediapipe(kind: str):
     if kind not in _models:
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import warnings
+
+        # protobuf's deprecation notice from inside mediapipe: nothing a user can act on.
+        warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype", category=UserWarning)
         try:
             import mediapipe as mp
         except ImportError:
