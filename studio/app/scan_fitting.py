@@ -167,11 +167,17 @@ class ScanFitting(QObject):
         self.w.doc.edit_params(result.params, "fit scan")
         self._draw_scan(result.to_model)
         m = report.metrics
-        self.w.notify(f"fitted {self.scan_path.name} in {result.seconds:.2f} s: scan → fit median "
-                      f"{m['scan_to_fit_median_mm']:.2f} mm, 95% {m['scan_to_fit_p95_mm']:.2f} mm")
+        figures = (f"scan → fit median {m['scan_to_fit_median_mm']:.2f} mm, 95% {m['scan_to_fit_p95_mm']:.2f} mm")
+        verdict = result.verdict
+        if verdict is not None and not verdict.ok:
+            # Shown, one undo step away, but not called "fitted": the fit judged itself wrong.
+            self.w.notify(f"{self.scan_path.name}: {verdict.summary()} ({figures}); do not trust this result",
+                          error=True)
+        else:
+            self.w.notify(f"fitted {self.scan_path.name} in {result.seconds:.2f} s: {figures}")
         self._sync_actions()
         self.fitted.emit()
-        self.fitEnded.emit("done")
+        self.fitEnded.emit("done" if verdict is None or verdict.ok else "suspect")
 
     def _restore(self) -> None:
         if self._before is not None and self.w.doc.model is self.model:

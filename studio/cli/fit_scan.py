@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+
+from studio.core.errors import FitFailed
 
 
 def add_command(fsub) -> None:
@@ -42,16 +45,31 @@ def cmd_fit_scan(a) -> int:
         r = fit_scan_job(model, a.scan, a.out, a.mesh, a.report, a.region, a.unit, a.landmarks,
                          a.intrinsics, a.force, progress=cb, options=fit_options(model, a.free_scale))
     m = r["metrics_mm"]
+    v = r["verdict"]
     if a.json:
         print(json.dumps(r))
-        return 0
-    print(f"fitted {r['model']} to {r['scan']} ({r['scan_points']:,} points, {r['scan_kind']}, unit "
-          f"{r['scan_unit']}) in {r['seconds']:.2f} s")
+    else:
+        _print_summary(r, m)
+    if not v["ok"]:  # outputs are written (to look at); the status says they are not to be trusted
+        print(f"studio: {v['summary']}", file=sys.stderr)
+        return FIT_FAILED
+    return 0
+
+
+FIT_FAILED = FitFailed.exit_status  # the fit ran, wrote its outputs, and judged itself wrong (verdict.py)
+
+
+def _print_summary(r: dict, m: dict) -> None:
+    unit = (f"free scale, {r['alignment']['mm_per_scan_unit']:.4g} mm per scan unit" if r["free_scale"]
+            else f"unit {r['scan_unit']}")
+    print(f"fitted {r['model']} to {r['scan']} ({r['scan_points']:,} points, {r['scan_kind']}, {unit}) in "
+          f"{r['seconds']:.2f} s; pose from {r['alignment']['method']}")
     print(f"scan → fit distance: median {m['scan_to_fit_median_mm']:.2f} mm, 95th percentile "
           f"{m['scan_to_fit_p95_mm']:.2f} mm ({100 * m['explained_fraction']:.0f}% of the scan points on the "
           f"fitted {r['region']})")
     if "chamfer_l1_mm" in m:
         print(f"Chamfer-L1 {m['chamfer_l1_mm']:.2f} mm, normal consistency {m['normal_consistency']:.3f}, "
               f"F-score@1mm {m['fscore_1mm']:.3f}")
+    for note in r["verdict"]["warnings"]:
+        print(f"note: {note}")
     print("wrote " + ", ".join(r["written"]))
-    return 0

@@ -1,5 +1,6 @@
 """The ``studio`` command. With no arguments it opens the window; subcommands do the same jobs
-from a shell. Errors a user can fix print one line and exit with status 2."""
+from a shell. Errors a user can fix print one line and exit with status 2; a fit that
+failed, status 3."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import sys
 
 from studio import __version__
-from studio.core.errors import StudioError
+from studio.core.errors import FitFailed, StudioError
 from studio.core.progress import Cancelled
 
 
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
             from studio.cli.window import run_window
             return run_window(args)
         return int(args.func(args) or 0)
+    except FitFailed as e:
+        print(f"studio: fit failed: {e}", file=sys.stderr)
+        return FitFailed.exit_status
     except StudioError as e:
         print(f"studio: error: {e}", file=sys.stderr)
         return 2

@@ -7,3 +7,10 @@ class StudioError(Exception):
     def __init__(self, message: str):
         # Keep it to one line whatever the caller passed, so CLI and GUI can show it as is.
         super().__init__(" ".join(str(message).split()))
+
+
+class FitFailed(StudioError):
+    """The input was readable but the fit could not find the model in it (a sphere, a hand-sized
+    object): not bad input (status 2) but a failed fit (status 3, like a fit judged wrong)."""
+
+    exit_status = 3

@@ -71,13 +71,16 @@ def load(model, scan_path: str | Path, unit: str | None = None, intrinsics=None,
 
 def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None, progress=None,
         on_update=None, options=None):
-    """Fit and measure: (FitResult, FitReport)."""
+    """Fit, measure and judge: (FitResult with its ``verdict``, FitReport)."""
     from studio.core.fitting.report import evaluate
+    from studio.core.fitting.verdict import judge
 
     result = fit_scan(model, scan, region=region, landmarks=landmarks, options=options,
                       progress=scaled(progress, 0.0, 0.95), on_update=on_update)
     report(progress, 0.96, "measuring the fit")
-    return result, evaluate(model, result, scan)
+    rep = evaluate(model, result, scan)
+    result.verdict = judge(model, result, rep.metrics, scan.notes)
+    return result, rep
 
 
 def fitted_mesh(model, result) -> Mesh:
@@ -107,8 +110,11 @@ def fit_scan_job(model, scan_path: str | Path, out: str | Path, mesh: str | Path
     report(progress, 0.0, "reading the scan")
     scan = load(model, scan_path, unit, intrinsics)
     result, rep = fit(model, scan, region, lm, scaled(progress, 0.02, 0.9), on_update, options)
+    verdict = result.verdict.as_json()
+    alignment = alignment_json(result)
     extra = {"fit": {"scan": str(scan_path), "region": region, "scan_unit": scan.unit,
-                     "pose": result.pose_json(), "metrics_mm": rep.metrics,
+                     "free_scale": result.free_scale, "pose": result.pose_json(), "alignment": alignment,
+                     "metrics_mm": rep.metrics, "verdict": verdict,
                      "seconds": round(result.seconds, 3), "iterations": result.iterations}}
     params_io.save(out, model.name, result.params, force, **extra)
     written = [str(out)]
@@ -123,4 +129,16 @@ def fit_scan_job(model, scan_path: str | Path, out: str | Path, mesh: str | Path
     report(progress, 1.0, "done")
     return {"model": model.name, "scan": str(scan_path), "scan_points": len(scan), "scan_kind": scan.kind,
             "scan_unit": scan.unit, "region": region, "seconds": result.seconds,
-            "metrics_mm": rep.metrics, "written": written, "pose": result.pose_json()}
+            "free_scale": result.free_scale, "metrics_mm": rep.metrics, "written": written,
+            "pose": result.pose_json(), "alignment": alignment, "verdict": verdict}
+
+
+def alignment_json(result) -> dict:
+    """How the pose was found, for the outputs: method, the estimated scale and what was noticed."""
+    rig = result.rigid
+    out = {"method": rig.method if rig is not None else "unknown", "free_scale": result.free_scale,
+           "mm_per_scan_unit": result.scan_to_mm(), "notes": list(rig.notes) if rig is not None else []}
+    if rig is not None and rig.scan_landmarks is not None:
+        ok = np.isfinite(rig.scan_landmarks).all(1)
+        out["landmarks_found"] = int(ok.sum())
+    return out

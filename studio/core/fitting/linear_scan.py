@@ -39,9 +39,9 @@ from typing import Callable
 import numpy as np
 from scipy.spatial import cKDTree
 
-from studio.core.errors import StudioError
+from studio.core.errors import FitFailed, StudioError
 from studio.core.facemodel import UNIT_TO_MM, Params
-from studio.core.fitting import align, rigid
+from studio.core.fitting import align, expression_prior, rigid
 from studio.core.fitting.align import Similarity, Target
 from studio.core.fitting.scan_io import Scan, local_geometry
 from studio.core.geometry import vertex_normals
@@ -77,6 +77,15 @@ class FitOptions:
     noise_weight: float = 1.0  # σ_N ≥ this × the residuals' robust σ (the noise level)
     coarse: tuple[float, ...] = (0.1, 0.1, 0.3, 0.3, 0.6, 1.0)  # active fraction of each normal group
     seed: int = 0
+    # Scan residuals are correlated (a hair line, a model's missing wrinkle span many points), so
+    # thousands of correspondences are not thousands of independent observations. The data term
+    # counts as at most this many, so the prior keeps its say (shape vectors of length 14-18 over
+    # 100 components, where about 10 is expected, came from trusting every point).
+    independent: int = 300
+    expression_sigma: float = 0.3  # Gaussian shrinkage of blendshape weights toward neutral
+    expression_l1: float = 2.0  # sparsity price per unit of blendshape weight (see expression_prior)
+    expression_exclusion: float = 8.0  # price of opposed blendshapes together
+    unreliable_weight: float = 0.2  # weight of eyes, inner lips, nostrils (scanners capture them badly)
 
 
 @dataclass
@@ -98,6 +107,8 @@ class FitResult:
     free_scale: bool = False  # the scan's scale was estimated (its unit's scale was not trusted)
     rigid: "rigid.RigidResult | None" = None  # how the pose was found (method, detected landmarks, notes)
     verdict: "object | None" = None  # the fit's own judgement (``verdict.judge``), set by the job
+    face_box: np.ndarray | None = None  # (2, 3) model-frame box of the face area (``rigid.face_box``)
+    model_landmarks: np.ndarray | None = None  # (468, 3) the fitted face's landmarks (model frame)
 
     def scan_to_mm(self) -> float:
         """Millimetres per scan coordinate: the unit's, or — with a free scale — the estimated one
@@ -136,6 +147,9 @@ class _Prepared:
     group_size: np.ndarray  # per-column size of its group
     align_target: Target
     align_face: np.ndarray  # target points a scan of the face covers (for two-sided ICP)
+    unreliable: np.ndarray  # (len(verts),) bool: eyes, inner lips, nostrils (expression_prior)
+    box_cols: np.ndarray  # column ids of box-prior (blendshape) columns
+    opposed: np.ndarray  # (P, 2) column ids of opposed blendshapes
 
 
 def _forward(model) -> np.ndarray:
@@ -202,7 +216,7 @@ def prepare(model, region: str = "face") -> _Prepared:
         start += g.size
         lower.append(g.lower if g.prior == "box" else np.full(g.size, -np.inf))
         upper.append(g.upper if g.prior == "box" else np.full(g.size, np.inf))
-        prior.append(1.0 / g.sigma**2 if g.prior == "normal" else np.full(g.size, 1e-3))
+        prior.append(1.0 / g.sigma**2 if g.prior == "normal" else np.full(g.size, 1.0))  # box: set per fit
         normal.append(np.full(g.size, g.prior == "normal"))
         rank.append(np.arange(g.size))
         gsize.append(np.full(g.size, g.size))
@@ -224,8 +238,15 @@ def prepare(model, region: str = "face") -> _Prepared:
     step = max(len(front) // 800, 1)
     face_subset = front[::step] if len(front) >= 30 else inner[:: max(len(inner) // 800, 1)]
     cat = (lambda xs, dt=float: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+    ids = model.meta.landmarks.get("ibug68")
+    lm = None if ids is None or len(ids) != 68 else np.asarray(model.mean, float)[np.asarray(ids, np.int64)]
+    unreliable = expression_prior.unreliable_vertices(mean, lm)
+    box_cols = np.concatenate([np.arange(a, b) for g, a, b in columns if g.prior == "box"] or [np.zeros(0, int)])
+    opposed = np.concatenate([expression_prior.opposed_pairs(g.names) + a for g, a, b in columns if g.prior == "box"]
+                             or [np.zeros((0, 2), int)])
     prep = _Prepared(verts, faces, border, spacing, incident_triangles(faces, len(verts)), mean, basis, columns, cat(lower), cat(upper), cat(prior),
-                     cat(normal, bool), cat(rank, int), cat(gsize, int), target, face_subset)
+                     cat(normal, bool), cat(rank, int), cat(gsize, int), target, face_subset, unreliable,
+                     box_cols.astype(np.int64), opposed.astype(np.int64))
     cache[region] = prep
     return prep
 
@@ -324,7 +345,8 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
     pick = cand if len(cand) <= opt.align_samples else rng.choice(cand, opt.align_samples, replace=False)
     if given is not None:  # the user's landmarks: refine on the larger sample
         pick = cand
-    rig = rigid.align_scan(model_side(model, prep), rigid.render_surface(scan, pts), sample[pick], s_nrm[pick],
+    side = model_side(model, prep)
+    rig = rigid.align_scan(side, rigid.render_surface(scan, pts), sample[pick], s_nrm[pick],
                            s_border[pick], oriented, opt.free_scale, given, opt.align_iterations,
                            progress=align_progress)
     sim = rig.sim
@@ -380,7 +402,7 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
         else:  # one-sided (the default): nothing to compute
             dm, j, keep_m, rm = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0)
         if keep.sum() < 30 or (opt.model_weight > 0 and keep_m.sum() < 30):
-            raise StudioError("the scan does not match the model's face: too few points land on it "
+            raise FitFailed("the scan does not match the model's face: too few points land on it "
                               "(is this a face scan, and in the unit given?)")
         # Robust scale of the residuals; correspondences far beyond it (and the worst fraction) go.
         scale = 1.4826 * np.median(np.abs(r[keep]))
@@ -409,13 +431,23 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
         npose = 0 if not opt.fit_pose else (7 if free_scale and it < opt.scale_until else 6)
         jac = np.vstack([np.hstack([a1, jp1[:, :npose]]), opt.model_weight * np.hstack([a2, jp2[:, :npose]])])
         res = np.r_[r[ks], opt.model_weight * rm[km]]
+        # Per-row weights: unreliable zones count less; all rows together as at most
+        # ``independent`` observations (correlated residuals, see FitOptions).
+        rw = np.r_[np.where(prep.unreliable[corner], opt.unreliable_weight, 1.0), np.ones(len(km))]
+        rw *= min(1.0, opt.independent / max(float(rw.sum()), 1.0))
         w = 1.0 / sigma**2
-        h = w * (jac.T @ jac)
-        g = -w * (jac.T @ res)
+        h = w * (jac.T @ (jac * rw[:, None]))
+        g = -w * (jac.T @ (res * rw))
         na = len(active)
-        pw = prep.prior[active]
+        pw = prep.prior[active].copy()
+        box = np.isin(active, prep.box_cols)
+        pw[box] = 1.0 / opt.expression_sigma**2
         h[np.arange(na), np.arange(na)] += pw
         g[:na] -= pw * alpha[active]
+        if box.any():  # sparsity and exclusion: a price per unit of weight, linearised here
+            price = expression_prior.linear_terms(alpha, _global_pairs(prep), opt.expression_l1,
+                                                  opt.expression_exclusion)
+            g[:na][box] -= price[active[box]]
         # Damp the pose step in proportion to the scan's spread about the centre: near-symmetric
         # surfaces (a round cranium) barely fix a rotation, and an undamped step there spins the
         # face while the coefficients chase it; well-posed directions hardly notice the damping.
@@ -434,9 +466,20 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
     report(progress, 1.0, "fitted")
     params = _params(prep, model, alpha)
     to_model = Similarity(sim.s * unit_scale, sim.R, sim.t)
-    return FitResult(model.name, params, to_model, region, scan.unit, model.meta.unit,
-                     np.asarray(model.vertices(params), np.float64), prep.verts, opt.iterations,
-                     time.perf_counter() - t0, residuals, free_scale=free_scale, rigid=rig)
+    fitted = np.asarray(model.vertices(params), np.float64)
+    if rig.scan_landmarks is not None:
+        rig.scan_landmarks = rig.scan_landmarks / unit_scale  # into the scan's own coordinates
+    lm = None
+    if side.landmarks is not None:  # the mean's landmarks carried to the fitted face (same triangles)
+        from studio.core.photo.shading import drawable_faces
+
+        faces = drawable_faces(model)
+        t = np.maximum(side.landmarks.tri, 0)
+        lm = np.einsum("lk,lkd->ld", side.landmarks.bary, fitted[faces[t]])
+        lm[~side.landmarks.valid] = np.nan
+    return FitResult(model.name, params, to_model, region, scan.unit, model.meta.unit, fitted, prep.verts,
+                     opt.iterations, time.perf_counter() - t0, residuals, free_scale=free_scale, rigid=rig,
+                     face_box=rigid.face_box(side), model_landmarks=lm)
 
 
 def incident_triangles(faces: np.ndarray, n: int) -> np.ndarray:
@@ -521,6 +564,10 @@ def initial_alignment(model, scan: Scan, region: str = "face", landmarks: dict |
     return fit(model, scan, region, landmarks, options, progress, _align_only=True)
 
 
+def _global_pairs(prep: _Prepared) -> np.ndarray:
+    return prep.opposed
+
+
 def model_side(model, prep: _Prepared) -> rigid.ModelSide:
     """The alignment target with the landmarks of the model's mean head (cached with ``prep``)."""
     cache = model.__dict__.setdefault("_scan_fit_cache", {})
@@ -550,6 +597,6 @@ def _check_overlap(p: np.ndarray, sim: Similarity, prep: _Prepared) -> None:
     extent = float(np.ptp(prep.align_target.points, axis=0).max())
     near = float(np.percentile(d, 25))  # a scan may show much besides the face (hair, shoulders)
     if near > 0.04 * extent:
-        raise StudioError("the scan does not look like a face: after the best alignment even its closest "
+        raise FitFailed("the scan does not look like a face: after the best alignment even its closest "
                           f"quarter of points lies {near / extent * 100:.0f}% of the face's size away from the model "
                           "(check the file, the unit, or give --landmarks)")

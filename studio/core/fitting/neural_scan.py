@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from studio.core.errors import StudioError
+from studio.core.errors import FitFailed, StudioError
 from studio.core.facemodel import UNIT_TO_MM
-from studio.core.fitting import align
+from studio.core.fitting import align, rigid
 from studio.core.fitting.align import Similarity, Target
 from studio.core.fitting.linear_scan import FitResult, scan_samples
 from studio.core.geometry import vertex_normals
@@ -70,15 +70,41 @@ class NeuralFitOptions:
     seed: int = 0
 
 
-def _mean_head_target(model, resolution: int) -> tuple[Target, np.ndarray]:
-    """The mean head's surface (mm) and the front-facing subset any face scan shows."""
-    mesh = model.mesh(model.zeros(), resolution, model.preview_margin)
-    v = np.asarray(mesh.vertices, float)
-    n = vertex_normals(v, mesh.faces)
-    target = Target.build(v, n)
-    front = np.flatnonzero((n[:, 2] > 0.3) & (v[:, 2] > np.median(v[:, 2])))
-    step = max(len(front) // 800, 1)
-    return target, front[::step]
+def model_side(model, resolution: int) -> rigid.ModelSide:
+    """The mean head's surface (mm), the front-facing subset any face scan shows and the mean head's
+    landmarks (cached on the model: extraction and detection take about a second)."""
+    cache = model.__dict__.setdefault("_scan_fit_cache", {})
+    key = ("side", resolution)
+    if key not in cache:
+        mesh = model.mesh(model.zeros(), resolution, model.preview_margin)
+        v = np.asarray(mesh.vertices, float)
+        n = vertex_normals(v, mesh.faces)
+        target = Target.build(v, n)
+        front = np.flatnonzero((n[:, 2] > 0.3) & (v[:, 2] > np.median(v[:, 2])))
+        step = max(len(front) // 800, 1)
+        lm = rigid.model_landmarks(v, np.asarray(mesh.faces, np.int64), n)
+        ibug = None
+        if lm is not None:
+            from studio.core.photo.landmarks import ibug68_from_mediapipe
+
+            ibug = ibug68_from_mediapipe(np.vstack([lm.points, np.full((10, 3), np.nan)]))
+        cache[key] = rigid.ModelSide(target, front[::step], lm, ibug)
+    return cache[key]
+
+
+def _landmark_pose(side: rigid.ModelSide, landmarks: dict, scale: float, with_scale: bool) -> Similarity:
+    """The user's 3-D iBUG-68 landmarks (scan coordinates) against the mean head's."""
+    if "vertices" in landmarks:
+        raise StudioError("landmarks by vertex id need a model with a fixed mesh; give the neural head "
+                          "{\"set\": \"ibug68\", \"points\": [...]}")
+    if landmarks.get("set", "ibug68") != "ibug68":
+        raise StudioError(f"the neural head knows the landmark set 'ibug68', not '{landmarks.get('set')}'")
+    if side.ibug68 is None:
+        raise StudioError("the neural head's mean face shows no detectable landmarks; fit without --landmarks")
+    pts = np.asarray(landmarks["points"], float) * scale
+    if len(pts) != 68:
+        raise StudioError(f"{len(pts)} landmark points for the 68 of the ibug68 set")
+    return align.landmark_align(pts, side.ibug68, with_scale)
 
 
 def _skew(w: torch.Tensor) -> torch.Tensor:
@@ -153,7 +179,7 @@ class _Problem:
 def _inliers(r: np.ndarray, agree: np.ndarray, inside: np.ndarray, opt: NeuralFitOptions) -> tuple[np.ndarray, float]:
     ok = inside & (agree > 0.5)
     if ok.sum() < 30:
-        raise StudioError("the scan does not match the model's head: too few points land on it "
+        raise FitFailed("the scan does not match the model's head: too few points land on it "
                           "(is this a face or head scan, and in the unit given?)")
     noise = 1.4826 * float(np.median(np.abs(r[ok])))
     ok &= np.abs(r) <= max(3.0 * noise, opt.cut_floor_mm)
@@ -167,9 +193,6 @@ def fit(model, scan, region: str = "face", landmarks: dict | None = None,
         _align_only: bool = False):
     """Fit ``model`` (a NeuralFaceModel) to ``scan``; returns a ``FitResult`` whose ``faces`` hold the
     fitted mesh's triangles. ``progress`` may raise ``Cancelled`` (checked every step)."""
-    if landmarks is not None:
-        raise StudioError("3-D landmarks are supported for linear models only; fit the neural model without "
-                          "--landmarks")
     t0 = time.perf_counter()
     opt = options or NeuralFitOptions()
     rng = np.random.default_rng(opt.seed)
@@ -182,17 +205,20 @@ def fit(model, scan, region: str = "face", landmarks: dict | None = None,
     if len(usable) < 50:
         raise StudioError("the scan has too few surface points to fit (most are isolated outliers)")
 
-    # 1. rigid: onto the mean head.
+    # 1. rigid: onto the mean head (the rigid stage shared with the linear fitter).
     report(progress, 0.01, "extracting the mean head")
-    target, front = _mean_head_target(model, opt.align_resolution)
-    pick = usable if len(usable) <= opt.align_samples else rng.choice(usable, opt.align_samples, replace=False)
+    side = model_side(model, opt.align_resolution)
+    given = None if landmarks is None else _landmark_pose(side, landmarks, unit_scale, opt.free_scale)
+    pick = usable if len(usable) <= opt.align_samples or given is not None else \
+        rng.choice(usable, opt.align_samples, replace=False)
     align_progress = (lambda f, m="": report(progress, 0.02 + 0.18 * f, m)) if progress else None
-    sim, _ = align.global_align(pts[idx[pick]], target, s_nrm[pick], oriented, src_border=s_border[pick],
-                                target_subset=front, with_scale=opt.free_scale, refine=opt.align_iterations,
-                                progress=align_progress)
+    rig = rigid.align_scan(side, rigid.render_surface(scan, pts), pts[idx[pick]], s_nrm[pick], s_border[pick],
+                           oriented, opt.free_scale, given, opt.align_iterations, progress=align_progress)
+    sim = rig.sim
+    target = side.target
     d, _ = target.tree.query(sim.apply(pts[idx[usable]]))
     if np.percentile(d, 25) > 0.04 * float(np.ptp(target.points, axis=0).max()):
-        raise StudioError("the scan does not look like a head: after the best alignment even its closest quarter "
+        raise FitFailed("the scan does not look like a head: after the best alignment even its closest quarter "
                           "of points lies far from the model (check the file and the unit)")
     if _align_only:
         return Similarity(sim.s * unit_scale, sim.R, sim.t)
@@ -260,9 +286,19 @@ def fit(model, scan, region: str = "face", landmarks: dict | None = None,
     mesh = model.mesh(params)
     report(progress, 1.0, "fitted")
     verts = np.asarray(mesh.vertices, np.float64)
+    if rig.scan_landmarks is not None:
+        rig.scan_landmarks = rig.scan_landmarks / unit_scale  # into the scan's own coordinates
+    lm = None
+    if side.landmarks is not None:  # the mean head's landmarks, moved onto the fitted head's surface
+        from scipy.spatial import cKDTree
+
+        lm = side.landmarks.points.copy()
+        ok = side.landmarks.valid
+        lm[ok] = verts[cKDTree(verts).query(lm[ok])[1]]
     return FitResult(model.name, params, _scan_to_model(prob.pose(sim), unit_scale), region, scan.unit, "mm",
                      verts, np.arange(len(verts)), total, time.perf_counter() - t0, residuals,
-                     faces=np.asarray(mesh.faces, np.int64))
+                     faces=np.asarray(mesh.faces, np.int64), free_scale=rig.free_scale, rigid=rig,
+                     face_box=rigid.face_box(side), model_landmarks=lm)
 
 
 def _scan_to_model(sim_mm: Similarity, unit_scale: float) -> Similarity:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from studio.core.facemodel import UNIT_TO_MM
 from studio.core.fitting.linear_scan import FitResult, incident_triangles, prepare, project_to_surface
 from studio.core.fitting.scan_io import Scan, local_geometry
 from studio.core.metrics import sample_surface, surface_metrics
@@ -54,7 +53,7 @@ def fitted_surface(model, result: FitResult) -> _Surface:
 
 def evaluate(model, result: FitResult, scan: Scan, max_points: int = 60000, seed: int = 0) -> FitReport:
     prep = fitted_surface(model, result)
-    mm = UNIT_TO_MM[scan.unit]
+    mm = result.scan_to_mm()  # the unit's mm, or the estimated scale's under a free scale
     verts = result.vertices_in_scan()[prep.verts] * mm
     pts = np.asarray(scan.points, float) * mm
     rng = np.random.default_rng(seed)
@@ -65,7 +64,13 @@ def evaluate(model, result: FitResult, scan: Scan, max_points: int = 60000, seed
     dist = np.linalg.norm(p - q, axis=1)
     # Stray measurements (isolated points floating off the surface) are not the fit's error.
     _, _, isolated = local_geometry(pts, cKDTree(pts), p)
-    explained = ~prep.border[near_v] & ~isolated
+    # The scan's face area: inside the box of the model's face landmarks, once the scan is placed on
+    # the model (hair above the forehead, ears, neck, shoulders and the back of a head are outside).
+    in_face = np.ones(len(p), bool)
+    if result.face_box is not None:
+        pm = result.to_model.apply(np.asarray(scan.points, float)[sel])
+        in_face = ((pm >= result.face_box[0]) & (pm <= result.face_box[1])).all(axis=1)
+    explained = ~prep.border[near_v] & ~isolated & in_face
     per_point = np.full(len(pts), np.nan)
     per_point[sel[explained]] = dist[explained]
     vsum = np.bincount(near_v[explained], weights=dist[explained], minlength=len(verts))
@@ -102,7 +107,7 @@ def evaluate(model, result: FitResult, scan: Scan, max_points: int = 60000, seed
         samples, sample_n = np.zeros((0, 3)), np.zeros((0, 3))
     covered = np.ones(len(samples), bool)
     figures = {"scan_points": int(len(pts)), "evaluated_points": int(len(sel)),
-               "stray_fraction": float(isolated.mean()),
+               "stray_fraction": float(isolated.mean()), "face_area_fraction": float(in_face.mean()),
                "explained_fraction": float(explained.mean()), "inlier_fraction": float(inlier.mean()),
                "scan_to_fit_median_mm": float(np.median(d)) if d.size else float("nan"),
                "scan_to_fit_p95_mm": float(np.percentile(d, 95)) if d.size else float("nan"),
@@ -163,6 +168,12 @@ def report_png(model, result: FitResult, rep: FitReport, size: int = 360) -> byt
                   f"normal consistency {m['normal_consistency']:.3f}"]
     ax.text(0.97, 0.97, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=8,
             bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#999"})
+    verdict = getattr(result, "verdict", None)
+    if verdict is not None:  # the fit's own judgement, across the top: red when it failed
+        import textwrap
+
+        fig.suptitle("\n".join(textwrap.wrap(verdict.summary(), 150)[:3]), fontsize=10,
+                     color="#1a7f37" if verdict.ok else "#c62828", fontweight="bold")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()

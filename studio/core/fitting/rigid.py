@@ -48,20 +48,33 @@ class RigidResult:
     sim: Similarity  # scan (already in the model's unit) → model
     method: str  # "landmarks given", "landmarks detected" or "shape only"
     free_scale: bool  # the scale was estimated (asked for, or no unit explained the scan's size)
-    scan_landmarks: np.ndarray | None = None  # (468, 3) detected on the scan (its frame), NaN = none
+    scan_landmarks: np.ndarray | None = None  # (468, 3) detected on the scan, NaN = none (the fitter
+    # converts them to the scan's own coordinates before it returns)
     notes: list[str] = field(default_factory=list)
 
-    def landmark_error(self, model_points: np.ndarray) -> float | None:
-        """Median distance of the scan's detected landmarks (placed by ``sim``) to ``model_points``,
-        as a fraction of the model's inter-ocular distance; None without detected landmarks."""
+    def landmark_error_to(self, model_points: np.ndarray, to_model: Similarity) -> float | None:
+        """Median distance of the scan's detected landmarks, placed by ``to_model``, to
+        ``model_points`` (the fitted face's), as a fraction of their inter-ocular distance."""
         if self.scan_landmarks is None:
             return None
         keep = scan_landmarks.stable_mask() & np.isfinite(self.scan_landmarks).all(1) & np.isfinite(model_points).all(1)
         if keep.sum() < 6:
             return None
-        d = np.linalg.norm(self.sim.apply(self.scan_landmarks[keep]) - model_points[keep], axis=1)
+        d = np.linalg.norm(to_model.apply(self.scan_landmarks[keep]) - model_points[keep], axis=1)
         a, b = model_points[list(scan_landmarks.EYE_CORNERS)]
         return float(np.median(d) / max(np.linalg.norm(a - b), 1e-12))
+
+
+def face_box(side: ModelSide, margin: float = 0.1) -> np.ndarray | None:
+    """(2, 3) box (model frame) around the model's face landmarks, ``margin`` × the inter-ocular
+    distance wider on every side: "the scan's face area" where fits are measured (hair above the
+    forehead, ears, neck and the back of a head lie outside it)."""
+    lm = side.landmarks
+    if lm is None or lm.valid.sum() < 100:
+        return None
+    p = lm.points[lm.valid]
+    pad = margin * lm.interocular()
+    return np.stack([p.min(0) - pad, p.max(0) + pad])
 
 
 def model_landmarks(points: np.ndarray, faces: np.ndarray, normals: np.ndarray) -> scan_landmarks.SurfaceLandmarks | None:
