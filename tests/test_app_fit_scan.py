@@ -182,3 +182,24 @@ def test_window_fits_a_scan_with_the_neural_model(qtbot, studio_home, tmp_path):
     np.testing.assert_allclose(w.doc.params["identity"], sf.result.params["identity"])
     assert abs(sf.result.params["identity"][0] - 1.0) < 0.3  # the leading direction is recovered
     assert sf.report.metrics["scan_to_fit_median_mm"] < 0.5
+
+
+def test_a_fit_that_judges_itself_wrong_is_shown_as_a_warning_not_as_fitted(head_window, qtbot, monkeypatch):
+    """The status bar said "fitted" for a head turned wrong; a failed verdict is a warning now.
+    (The verdict's own rules are tested on real inputs in test_fit_scan_real; here it is made to fail.)"""
+    from studio.core.fitting import verdict
+
+    def failing(model, result, metrics, notes=None):
+        return verdict.Verdict(False, ["the face detected on the scan lies 40% of the eye distance away"])
+
+    monkeypatch.setattr(verdict, "judge", failing)
+    w, path, _ = head_window
+    sf = _load(qtbot, w, path)
+    ended = []
+    sf.fitEnded.connect(ended.append)
+    with qtbot.waitSignal(sf.fitEnded, timeout=TIMEOUT):
+        sf.fit()
+    assert ended == ["suspect"]
+    assert not sf.result.verdict.ok
+    assert "do not trust" in w.status.last_error and "40%" in w.status.last_error
+    assert not w.status.last_message.startswith("fitted")

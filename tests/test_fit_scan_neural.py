@@ -132,11 +132,25 @@ def test_cli_fits_the_neural_model_and_writes_params_mesh_and_report(neural, tmp
     assert "exists" in capsys.readouterr().err
 
 
-def test_landmarks_are_refused_for_the_neural_model_with_one_line(neural):
+def test_the_neural_model_takes_ibug68_landmarks(neural):
+    """`--landmarks` works for both model families: the neural head's iBUG-68 points are found on its
+    mean head by the detector. A head turned upside down and shifted is placed by them."""
     from studio.core.errors import StudioError
+    from studio.core.fitting.align import Similarity, rodrigues
+    from studio.core.fitting.neural_scan import NeuralFitOptions, model_side
 
-    with pytest.raises(StudioError, match="linear models only"):
-        fit_scan(neural, Scan(np.zeros((300, 3)), unit="mm"), landmarks={"points": np.zeros((3, 3))})
+    side = model_side(neural, NeuralFitOptions().align_resolution)
+    assert side.ibug68 is not None and np.isfinite(side.ibug68).all()
+    mesh = neural.mesh(neural.zeros(), 96)
+    move = Similarity(1.0, rodrigues(np.radians([170.0, 20.0, 0.0])), np.array([30.0, -500.0, 80.0]))
+    rng = np.random.default_rng(0)
+    pts = move.apply(front_scan(mesh, rng, n=6000, outliers=0.0))
+    lm = {"set": "ibug68", "points": move.apply(side.ibug68).tolist()}
+    to_model = fit_scan(neural, Scan(pts, unit="mm"), landmarks=lm, _align_only=True)
+    r = to_model.R @ move.R
+    assert np.degrees(np.arccos(np.clip((np.trace(r) - 1) / 2, -1, 1))) < 3.0
+    with pytest.raises(StudioError, match="fixed mesh"):
+        fit_scan(neural, Scan(pts, unit="mm"), landmarks={"vertices": [1, 2, 3], "points": pts[:3].tolist()})
 
 
 def test_a_non_head_scan_is_refused(neural):
