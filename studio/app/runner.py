@@ -29,6 +29,7 @@ import studio.app.pyside_fix  # noqa: F401  (first: PySide6 6.12 emit refcount b
 from PySide6.QtCore import QObject, QThread, Signal
 
 from studio.app.evaluation import EvalRequest, EvalResult, MeshEvaluator
+from studio.core import threads
 from studio.core.errors import StudioError
 from studio.core.progress import Cancelled
 
@@ -163,6 +164,7 @@ class JobRunner(QObject):
                 self._run(job)
 
     def _evaluate(self, req: EvalRequest) -> None:
+        threads.ensure()  # see _run
         try:
             res = self.evaluator.evaluate(req)
         except Exception as e:  # never let a bad request kill the worker
@@ -184,6 +186,10 @@ class JobRunner(QObject):
             self._evaluate(req)
 
     def _run(self, job: Job) -> None:
+        # torch's thread count is per thread: this one's follows the policy (one thread on 2 cores, so
+        # the worker never competes with the UI thread) from the first job or evaluation after torch
+        # is loaded (a neural fit sets its own count as well).
+        threads.ensure()
         last = [0.0]
 
         def progress(fraction: float, message: str = "") -> None:

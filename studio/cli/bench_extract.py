@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from studio.core.errors import StudioError
+from studio.core.threads import set_threads
 
 
 def add_command(bsub) -> None:
@@ -34,7 +35,8 @@ def add_command(bsub) -> None:
     p.add_argument("--margin", type=float, help="narrow-band Lipschitz safety margin (default: extract's)")
     p.add_argument("--no-analytic", action="store_true", help="skip the analytic-SDF rows")
     p.add_argument("--seed", type=int, default=0, help="which random identity code to extract")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: the cores available less one, at most "
+                   "4: 1 on a 2-core machine)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=bench_extract)
 
@@ -114,10 +116,9 @@ def bench_extract(a) -> int:
         raise StudioError("--changes must be at least 2")
     if any(n < 16 or n > 512 for n in a.resolutions):
         raise StudioError("--resolutions must lie between 16 and 512")
-    if a.threads is not None:
-        if a.threads < 1:
-            raise StudioError("--threads must be at least 1")
-        torch.set_num_threads(a.threads)
+    if a.threads is not None and a.threads < 1:
+        raise StudioError("--threads must be at least 1")
+    set_threads(a.threads)  # default: the policy's count (threads.fit_threads)
     model, described = _open(a.model)
     if a.preview_resolution is not None:
         if not 16 <= a.preview_resolution <= 256:

@@ -14,11 +14,17 @@ fitted surface ("surface RMS"), the figure that puts the two side by side.
 The faces are drawn from seeds ``SCAN_SEED0 + seed + trial``. The neural head is trained on the faces
 of seeds 0…n_train−1 (and evaluated on 100000…) drawn the same way, so small seeds would be faces
 it has memorised: its figure would flatter the model that saw fewer identities more often.
+
+``--busy`` runs a separate process keeping one core busy beside the fits (``busy_load``): a user's
+machine runs other programs, and thread pools sized for an idle machine then spin-wait (see
+``studio.core.threads``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 
 import numpy as np
@@ -38,8 +44,48 @@ def add_command(bsub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--neural", default="neural",
                    help="neural model fitted to the same scans (default: the shipped 'neural'); 'none' skips it")
+    p.add_argument("--busy", action="store_true",
+                   help="run a CPU load (a separate process keeping one core busy) beside the fits")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=bench_fit)
+
+
+def _spin(stop, started, parent: int) -> None:
+    """The ``--busy`` load: plain Python arithmetic on one core until ``stop`` is set or the bench
+    process has gone."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the bench, which then stops us
+    started.set()
+    x = 0
+    while not stop.is_set() and os.getppid() == parent:
+        for i in range(20_000):
+            x += i * i
+
+
+@contextlib.contextmanager
+def busy_load(enabled: bool = True):
+    """A separate process keeping one core busy for the ``with`` block (yields it; None when not
+    ``enabled``): another program's load beside the fits, as a user's machine has. Stopped and joined
+    however the block ends (an error, Ctrl-C)."""
+    if not enabled:
+        yield None
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of torch's state forked
+    stop, started = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_spin, args=(stop, started, os.getpid()), name="studio-bench-busy", daemon=True)
+    proc.start()
+    try:
+        started.wait(60)
+        yield proc
+    finally:
+        stop.set()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
 
 
 def run_trials(model, trials: int, points: int, noise: float, outliers: float, seed: int = 0,
@@ -111,6 +157,7 @@ def bench_fit(a) -> int:
     from studio.core.errors import StudioError
     from studio.core.fitting.synthetic import face_like_model
     from studio.core.registry import open_model
+    from studio.core.threads import available_cores, fit_threads
 
     if a.trials < 1:
         raise StudioError("--trials must be at least 1")
@@ -122,16 +169,20 @@ def bench_fit(a) -> int:
         raise StudioError(f"'{model.name}' is not a linear model: the bench draws its scans from a linear model "
                           "(--model) and fits the neural one (--neural) to the same scans")
     neural, why = _neural_for(model, a.neural)
-    res = run_trials(model, a.trials, a.points, a.noise, a.outliers, a.seed, neural)
+    with busy_load(a.busy):
+        res = run_trials(model, a.trials, a.points, a.noise, a.outliers, a.seed, neural)
     lin, neu = res["linear"], res.get("neural")
     result = {"bench": "fit", "model": model.name, "vertices": int(model.n_vertices),
               "components": int(sum(g.size for g in model.groups if g.affects == "position")),
               "points": a.points, "noise_mm": a.noise, "outliers": a.outliers, "trials": a.trials,
+              "busy": bool(a.busy), "cores": available_cores(), "fit_threads": fit_threads(),
               "linear": lin, "neural": {"available": True, "model": neural.name, **neu} if neu else
               {"available": False, "reason": why}}
     print(f"model {model.name}: {model.n_vertices} vertices, {result['components']} position components; "
           f"{a.trials} synthetic single-view scans of {a.points:,} points, {a.noise} mm noise, "
           f"{100 * a.outliers:.0f}% outliers, random similarity and unit")
+    print(f"{available_cores()} cores, {fit_threads()} thread(s) per fit"
+          + ("; busy: a process kept one core busy beside the fits" if a.busy else ""))
     na = "—" if neu else "not available"
     col = lambda k, f: f(neu[k]) if neu and k in neu else na  # noqa: E731
     print(f"{'':30}{'linear':>12}{'neural':>16}")

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _thread_env_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -58,6 +59,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"studio: internal error: {e.__class__.__name__}: {e} (set STUDIO_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _thread_env_defaults() -> None:
+    """OMP_NUM_THREADS & co. from the cores available (``threads.env_defaults``), where the user has
+    not set them — only while neither numpy nor torch is loaded: their thread pools read these when
+    they load, and afterwards the variables would only reach child processes."""
+    if "numpy" in sys.modules or "torch" in sys.modules:
+        return
+    from studio.core import threads
+
+    threads.env_defaults()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ def add_commands(sub) -> None:
     p.add_argument("--max-minutes", type=float, help="total training time budget (stops cleanly, saves)")
     p.add_argument("--cache", help="folder for cached training samples (default: the user cache folder)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2; 1 is faster on a busy machine)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: every core available; 1 is faster on a "
+                   "busy machine)")
     p.add_argument("--no-metrics", dest="metrics", action="store_false",
                    help="skip measuring reconstruction quality (metrics.json) at the end")
     p.set_defaults(func=_train_neural)

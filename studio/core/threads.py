@@ -12,7 +12,9 @@ machine and costs a lot on a busy one (figures in ``fit_threads``).
 ``taskset`` may allow fewer than the machine has). ``set_threads(n)`` sets torch's intra-op threads,
 its inter-op threads (only possible before the first inter-op work, so it is tried and skipped
 afterwards) and every BLAS/OpenMP pool threadpoolctl finds, to ``n`` (default: ``fit_threads()``).
-``limited(n)`` does the same for a ``with`` block and restores the previous counts.
+``limited(n)`` does the same for a ``with`` block and restores the previous counts; ``ensure()``
+applies it once per thread as soon as torch is loaded (for a long-lived worker thread that should not
+import torch just to set a count).
 ``env_defaults()`` puts the same count into OMP_NUM_THREADS & co. for a process that has not
 loaded torch or numpy yet (the CLI entry), never replacing a value the user set.
 
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import threading
 
 # Variables read by the OpenMP runtime (torch's libgomp), MKL (inside torch) and OpenBLAS (numpy,
 # scipy) when they load. The pools are sized from them at load time; ``set_threads`` resizes later.
@@ -104,6 +108,20 @@ def set_threads(n: int | None = None) -> int:
     _interop(n)
     _blas_limit(n)
     return n
+
+
+_applied = threading.local()
+
+
+def ensure(n: int | None = None) -> None:
+    """``set_threads(n)`` in the calling thread the first time this is called once torch is loaded;
+    nothing before that (torch is not imported for it) nor after (cheap: call it before every job)."""
+    if "torch" not in sys.modules or getattr(_applied, "threads", None) is not None:
+        return
+    try:
+        _applied.threads = set_threads(n)
+    except Exception:  # a thread count is never worth failing a job for
+        _applied.threads = 0
 
 
 @contextlib.contextmanager

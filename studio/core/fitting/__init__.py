@@ -26,9 +26,13 @@ def fit_scan(model, scan, **kwargs):
         with threadpool_limits(limits=1, user_api="blas"):
             return fit(model, scan, **kwargs)
     if kind == "neural":
+        from studio.core import threads
         from studio.core.fitting.neural_scan import fit
 
-        return fit(model, scan, **kwargs)
+        # The networks are small: extra torch threads gain little and spin against anything else
+        # running (the window's UI thread, another process); see ``threads.fit_threads``.
+        with threads.limited():
+            return fit(model, scan, **kwargs)
     raise StudioError(f"cannot fit a model of kind '{kind}' to a scan")
 
 

@@ -107,7 +107,7 @@ class FitResult:
     free_scale: bool = False  # the scan's scale was estimated (its unit's scale was not trusted)
     rigid: "rigid.RigidResult | None" = None  # how the pose was found (method, detected landmarks, notes)
     verdict: "object | None" = None  # the fit's own judgement (``verdict.judge``), set by the job
-    face_box: np.ndarray | None = None  # (2, 3) model-frame box of the face area (``rigid.face_box``)
+    face_area: "rigid.FaceArea | None" = None  # where the scan's face area is, model frame
     model_landmarks: np.ndarray | None = None  # (468, 3) the fitted face's landmarks (model frame)
 
     def scan_to_mm(self) -> float:
@@ -479,7 +479,7 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
         lm[~side.landmarks.valid] = np.nan
     return FitResult(model.name, params, to_model, region, scan.unit, model.meta.unit, fitted, prep.verts,
                      opt.iterations, time.perf_counter() - t0, residuals, free_scale=free_scale, rigid=rig,
-                     face_box=rigid.face_box(side), model_landmarks=lm)
+                     face_area=rigid.face_area(side), model_landmarks=lm)
 
 
 def incident_triangles(faces: np.ndarray, n: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from studio.core.facemodel import UNIT_TO_MM
 from studio.core.fitting.linear_scan import FitResult, incident_triangles, prepare, project_to_surface
 from studio.core.fitting.scan_io import Scan, local_geometry
 from studio.core.metrics import sample_surface, surface_metrics
@@ -64,12 +65,12 @@ def evaluate(model, result: FitResult, scan: Scan, max_points: int = 60000, seed
     dist = np.linalg.norm(p - q, axis=1)
     # Stray measurements (isolated points floating off the surface) are not the fit's error.
     _, _, isolated = local_geometry(pts, cKDTree(pts), p)
-    # The scan's face area: inside the box of the model's face landmarks, once the scan is placed on
-    # the model (hair above the forehead, ears, neck, shoulders and the back of a head are outside).
+    # The scan's face area: inside the outline of the model's face landmarks, once the scan is placed
+    # on the model (hair above the forehead, ears, neck, shoulders and the back of a head are outside).
     in_face = np.ones(len(p), bool)
-    if result.face_box is not None:
-        pm = result.to_model.apply(np.asarray(scan.points, float)[sel])
-        in_face = ((pm >= result.face_box[0]) & (pm <= result.face_box[1])).all(axis=1)
+    if result.face_area is not None:
+        in_face = result.face_area.contains(result.to_model.apply(np.asarray(scan.points, float)[sel]),
+                                            UNIT_TO_MM[result.model_unit])
     explained = ~prep.border[near_v] & ~isolated & in_face
     per_point = np.full(len(pts), np.nan)
     per_point[sel[explained]] = dist[explained]

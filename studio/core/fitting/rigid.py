@@ -65,16 +65,50 @@ class RigidResult:
         return float(np.median(d) / max(np.linalg.norm(a - b), 1e-12))
 
 
-def face_box(side: ModelSide, margin: float = 0.1) -> np.ndarray | None:
-    """(2, 3) box (model frame) around the model's face landmarks, ``margin`` × the inter-ocular
-    distance wider on every side: "the scan's face area" where fits are measured (hair above the
-    forehead, ears, neck and the back of a head lie outside it)."""
+@dataclass
+class FaceArea:
+    """Where "the scan's face area" is, in the model frame: inside the outline of the model's face
+    landmarks seen from the front (an oval: the temples, hair line, ears and jaw's underside are
+    outside), and not behind them (the back of a head, the inside of a mouth socket)."""
+
+    outline: np.ndarray  # (K, 2) x, y of the landmarks' convex hull, grown by the margin
+    z_min: float
+
+    def contains(self, points_model: np.ndarray, model_mm: float = 1.0) -> np.ndarray:
+        """Which points (model frame; ``model_mm`` mm per model unit) are in the face area: inside the
+        outline and on the front surface there — within 3 mm of the front-most point of their 2-mm
+        column, so a full head's mouth and eye sockets behind the lips and lids do not count."""
+        from matplotlib.path import Path
+
+        p = np.asarray(points_model, float)
+        inside = Path(self.outline).contains_points(p[:, :2]) & (p[:, 2] >= self.z_min)
+        if inside.sum() == 0:
+            return inside
+        q = p[inside] * model_mm
+        cell = np.floor(q[:, :2] / 2.0).astype(np.int64)
+        _, col = np.unique(cell, axis=0, return_inverse=True)
+        front = np.full(col.max() + 1, -np.inf)
+        np.maximum.at(front, col.ravel(), q[:, 2])
+        out = inside.copy()
+        out[inside] = q[:, 2] >= front[col.ravel()] - 3.0
+        return out
+
+
+def face_area(side: ModelSide, margin: float = 0.05) -> FaceArea | None:
+    """The face area of ``side``'s landmarks, ``margin`` × the inter-ocular distance wider."""
+    from scipy.spatial import ConvexHull
+
     lm = side.landmarks
     if lm is None or lm.valid.sum() < 100:
         return None
     p = lm.points[lm.valid]
     pad = margin * lm.interocular()
-    return np.stack([p.min(0) - pad, p.max(0) + pad])
+    xy = p[:, :2]
+    hull = xy[ConvexHull(xy).vertices]
+    c = hull.mean(axis=0)
+    d = hull - c
+    grown = c + d * (1 + pad / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12))
+    return FaceArea(grown, float(p[:, 2].min() - pad))
 
 
 def model_landmarks(points: np.ndarray, faces: np.ndarray, normals: np.ndarray) -> scan_landmarks.SurfaceLandmarks | None:

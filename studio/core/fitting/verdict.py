@@ -25,7 +25,9 @@ import numpy as np
 
 MAX_LANDMARK_ERROR = 0.10  # median, × inter-ocular distance
 MAX_MEDIAN_MM = 1.5  # median scan → fit distance over the face area
-MIN_EXPLAINED = 0.25  # share of the scan's points in the face area and explained by the fit
+MIN_EXPLAINED = 0.05  # share of the scan's points in the face area and explained by the fit (a head
+# scan with shoulders shows its face in a quarter of its points: real scans reach 0.25)
+MIN_EXPLAINED_POINTS = 100
 MAX_COMPONENT_SIGMA = 5.0
 CHI2_TAIL = 1e-6  # shape vectors less likely than this under the prior get a warning …
 IMPLAUSIBLE_FACTOR = 2.0  # … and fail beyond this × the expected length √k (a neural head's codes have
@@ -61,7 +63,8 @@ def judge(model, result, metrics: dict, scan_notes: list | None = None) -> Verdi
     explained = metrics.get("explained_fraction", 0.0)
     ev.update({"median_mm": med, "explained_fraction": explained,
                "noise_mm": metrics.get("scan_to_fit_inlier_rms_mm")})
-    if not np.isfinite(med) or explained < MIN_EXPLAINED:
+    n_explained = explained * metrics.get("evaluated_points", 0)
+    if not np.isfinite(med) or explained < MIN_EXPLAINED or n_explained < MIN_EXPLAINED_POINTS:
         v.reasons.append(f"only {100 * explained:.0f}% of the scan's points lie on the fitted face")
     elif med > MAX_MEDIAN_MM:
         v.reasons.append(f"the fitted face is {med:.1f} mm (median) from the scan")

@@ -372,15 +372,13 @@ def _sample(img_t: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
 def fit_photo(model, image: np.ndarray, corr: Correspondences, options: FitOptions | None = None,
               progress=None, preview: Callable[[np.ndarray], None] | None = None) -> FitResult:
     """Fit ``model`` to ``image`` (H, W, 3 uint8) given landmark correspondences."""
+    from studio.core import threads
+
     options = options or FitOptions()
-    threads = torch.get_num_threads()
     # The tensors are small (a face region, a few hundred parameters): one thread is as fast and
     # does not spin-wait against other processes on a busy machine.
-    torch.set_num_threads(1)
-    try:
+    with threads.limited(1):
         return _fit_photo(model, image, corr, options, progress, preview)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _fit_photo(model, image, corr, options, progress, preview) -> FitResult:
