@@ -46,6 +46,8 @@ def add_command(bsub) -> None:
                    help="neural model fitted to the same scans (default: the shipped 'neural'); 'none' skips it")
     p.add_argument("--busy", action="store_true",
                    help="run a CPU load (a separate process keeping one core busy) beside the fits")
+    p.add_argument("--no-shapes", dest="shapes", action="store_false",
+                   help="skip the full heads, expressive face masks and non-metric scales (bench_fit_shapes)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=bench_fit)
 
@@ -199,6 +201,14 @@ def bench_fit(a) -> int:
     print(f"{'unit detected':30}{lin['units_detected']:>7}/{a.trials:<4}")
     if not neu:
         print(f"neural: {why}")
+    if a.shapes:
+        from studio.cli import bench_fit_shapes as shapes
+
+        print("the shapes users bring, each written to a file and fitted as `studio fit scan` does "
+              f"({shapes.NOISE_MM} mm vertex noise, random pose):")
+        rows = shapes.run_shapes(model, neural, a.seed)
+        shapes.print_table(rows)
+        result["shapes"] = {k: {"summary": shapes.summary(v), "scans": v} for k, v in rows.items()}
     if a.json:
         print(json.dumps(result))
     return 0

@@ -228,13 +228,13 @@ def expression_params(model, rng: np.random.Generator, expression: str | None) -
 
 
 def mesh_scan(model, params: Params, part: str = "head", seed: int = 0, unit: str = "mm",
-              scale: float = 1.0) -> SyntheticScan:
+              scale: float = 1.0, noise_mm: float = 0.0) -> SyntheticScan:
     """A scan as a modelling tool or a scanner's mesh export delivers it, in a random pose.
 
     ``part`` "head": every triangle of the model, interior parts included (eyeballs, teeth, mouth
     socket, eye shells — what ``studio sample`` writes); "mask": only the face region (a face-mask
     scan, forehead to chin). ``scale``: the scan is that many times larger than its ``unit`` says
-    (a non-metric export, e.g. a head at 4× metres).
+    (a non-metric export, e.g. a head at 4× metres). ``noise_mm``: Gaussian noise on the vertices.
     """
     rng = np.random.default_rng(seed)
     verts = np.asarray(model.vertices(model.check(params)), np.float64)
@@ -255,7 +255,8 @@ def mesh_scan(model, params: Params, part: str = "head", seed: int = 0, unit: st
                          rng.normal(scale=radius, size=3) * UNIT_TO_MM[model.meta.unit] / UNIT_TO_MM[unit] * scale)
     from studio.core.fitting.scan_io import mesh_boundary, mesh_normals
 
-    pts = to_scan.apply(verts[used])
+    noisy = verts[used] + rng.normal(scale=noise_mm / UNIT_TO_MM[model.meta.unit], size=(len(used), 3))
+    pts = to_scan.apply(noisy)
     f = remap[faces]
     scan = Scan(pts, mesh_normals(pts, f), mesh_boundary(f, len(pts)), f, unit=unit, kind="mesh", oriented=True,
                 source="synthetic")
