@@ -72,10 +72,8 @@ def fit_photo_job(model, photo, face: int | None = None, options: FitOptions | N
     corr = embedding.correspondences(model, emb, points)
     res = fit_photo(model, image, corr, options, scaled(progress, 0.08, 1.0), preview)
     vertices = model.vertices(res.params)
-    lm = model.meta.landmarks.get("ibug68")
-    fitted68 = None
-    if lm is not None and len(lm) == 68:
-        fitted68 = res.camera.project(vertices[np.asarray(lm)])[0] * scale
+    lm68 = embedding.model_ibug68(model, emb, vertices)
+    fitted68 = None if lm68 is None else res.camera.project(lm68)[0] * scale
     return PhotoFit(model.name, image, scale, points, res, vertices, fitted68,
                     ibug68_from_mediapipe(points) * scale)
 
@@ -152,12 +150,19 @@ def write_outputs(model, fit: PhotoFit, params_path=None, mesh_path=None, overla
 
 
 def check_outputs(paths, force: bool) -> None:
-    """Refuse existing outputs before a fit spends seconds on them."""
+    """Refuse existing outputs, and outputs that would land on one another (an OBJ's texture
+    FACE.png and an overlay FACE.png), before a fit spends seconds on them."""
+    planned: dict[Path, str] = {}
     for p in paths:
         if p is None:
             continue
         p = Path(p)
-        check_writable(p, force)
+        files = [(p, p.name)]
         if p.suffix.lower() == ".obj":
-            check_writable(p.with_suffix(".png"), force)
-            check_writable(p.with_suffix(".mtl"), force)
+            files += [(p.with_suffix(".png"), f"the texture of {p.name}"), (p.with_suffix(".mtl"), f"the material of {p.name}")]
+        for f, what in files:
+            key = f.resolve()
+            if key in planned:
+                raise StudioError(f"{f.name} would be written twice ({planned[key]} and {what}); give different names")
+            planned[key] = what
+            check_writable(f, force)

@@ -26,7 +26,7 @@ from studio.core import store
 from studio.core.errors import StudioError
 from studio.core.photo import shading
 from studio.core.photo.camera import Camera, default_focal
-from studio.core.photo.landmarks import N_POINTS, MP_TO_IBUG68, detect_faces
+from studio.core.photo.landmarks import IBUG68_BROWS, MP_TO_IBUG68, N_POINTS, detect_faces
 from studio.core.photo.raster import Fragments
 
 VERSION = 1
@@ -231,12 +231,34 @@ def correspondences(model, emb: Embedding, mp_points: np.ndarray, use_ibug68: bo
 
         in_table = np.zeros(N_POINTS, bool)
         in_table[[i for ix in MP_TO_IBUG68 for i in ix]] = True
-        weight[0] = np.where(in_table[emb.valid], 0.0, 0.5)
+        brow = np.zeros(N_POINTS, bool)
+        brow[[i for b in IBUG68_BROWS for i in MP_TO_IBUG68[b]]] = True
+        # The brows are Face Mesh's brow contours on both sides (the model's own brow vertices sit
+        # where its artist put them, not where the 68-point convention does): full weight there.
+        weight[0] = np.where(brow[emb.valid], 1.0, np.where(in_table[emb.valid], 0.0, 0.5))
         lm68 = np.asarray(lm68, np.int64)
         vids.append(np.repeat(lm68[:, None], 3, 1))
         w.append(np.tile([1.0, 0.0, 0.0], (68, 1)))
         pts.append(ibug68_from_mediapipe(mp_points))
-        weight.append(np.ones(68))
+        w68 = np.ones(68)
+        w68[list(IBUG68_BROWS)] = 0.0
+        weight.append(w68)
     keep = np.concatenate(weight) > 0
     return Correspondences(np.concatenate(vids)[keep], np.concatenate(w)[keep], np.concatenate(pts)[keep],
                            np.concatenate(weight)[keep])
+
+
+def model_ibug68(model, emb: Embedding, vertices: np.ndarray) -> np.ndarray | None:
+    """The model's 68 iBUG points on a face of it (model coordinates): its own landmark vertices, the
+    brows from the embedded Face Mesh brow contours (as the fit matches them); None without them."""
+    lm68 = model.meta.landmarks.get("ibug68")
+    if lm68 is None or len(lm68) != 68:
+        return None
+    vertices = np.asarray(vertices, float)
+    out = vertices[np.asarray(lm68, np.int64)].copy()
+    on_face = emb.points(vertices)
+    for b in IBUG68_BROWS:
+        ix = list(MP_TO_IBUG68[b])
+        if emb.valid[ix].all():
+            out[b] = on_face[ix].mean(0)
+    return out
