@@ -55,11 +55,54 @@ def random_albedo(model, rng: np.random.Generator, params=None) -> np.ndarray:
         for cheek in (v[lm[2]] * 0.6 + v[lm[31]] * 0.4, v[lm[14]] * 0.6 + v[lm[35]] * 0.4):
             g = np.exp(-((v - cheek) ** 2).sum(1) / (2 * (0.12 * scale) ** 2))
             albedo += g[:, None] * np.array([0.04, -0.02, -0.02])
+        _hair_and_brows(albedo, v, lm, model, rng, scale)
     albedo = np.clip(albedo, 0.02, 1)
     tinted = shading.default_albedo(model)
     keep = shading.regions_named(model, ("iris", "sclera", "teeth", "gums", "tongue", "mouth_socket"))
     albedo[keep] = tinted[keep]  # eyes, teeth, mouth keep their tints
+    _pupils(albedo, v, model, rng)
     return albedo
+
+
+HAIR_COLOURS = np.array([[0.06, 0.04, 0.03], [0.20, 0.12, 0.07], [0.45, 0.30, 0.15], [0.55, 0.52, 0.50]])
+
+
+def _hair_and_brows(albedo, v, lm, model, rng, scale) -> None:
+    """Brows as dark bands along the brow landmarks, hair on the scalp above a random hair line: what
+    a detector looks for in a face, and what it must not mistake for one."""
+    hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.8, 1.2)
+    brows = v[np.asarray(lm)[17:27]]
+    seg = np.concatenate([np.linspace(brows[i], brows[i + 1], 6) for i in (0, 1, 2, 3, 5, 6, 7, 8)])
+    d = np.sqrt(np.min(((v[:, None] - seg[None]) ** 2).sum(2), 1))
+    band = np.clip(1.5 - d / (0.035 * scale), 0, 1)  # about 7 % of the face's width thick
+    albedo[:] = albedo * (1 - 0.85 * band[:, None]) + hair * 0.85 * band[:, None]
+    skin = shading.regions_named(model, ("face", "head_and_neck"))
+    top = v[:, 1] > brows[:, 1].max() + rng.uniform(0.25, 0.45) * scale  # the hair line, above the brows
+    back = v[:, 2] < np.median(v[skin, 2]) if skin.any() else np.zeros(len(v), bool)
+    ear_level = v[:, 1] > v[np.asarray(lm)[0], 1]
+    scalp = skin & (top | (back & ear_level))
+    albedo[scalp] = hair * (1 + rng.normal(0, 0.08, (int(scalp.sum()), 3)))
+
+
+IRIS_COLOURS = np.array([[0.25, 0.15, 0.08], [0.12, 0.08, 0.05], [0.20, 0.35, 0.45], [0.30, 0.35, 0.20]])
+
+
+def _pupils(albedo, v, model, rng) -> None:
+    """An iris and a dark pupil on the front of each eyeball (the model's own iris regions are not
+    the front cap): a disc about 40 % of the eyeball's width, the pupil a third of it."""
+    colour = IRIS_COLOURS[rng.integers(len(IRIS_COLOURS))]
+    for side in ("left", "right"):
+        ball = shading.regions_named(model, (f"eyeball_{side}",))
+        if not ball.any():
+            continue
+        ids = np.flatnonzero(ball)
+        p = v[ids]
+        front = p[np.argmax(p[:, 2])]
+        r = 0.2 * float(np.ptp(p[:, 0]))
+        d = np.linalg.norm(p[:, :2] - front[:2], axis=1)
+        near = p[:, 2] > front[2] - r
+        albedo[ids[near & (d < r)]] = colour
+        albedo[ids[near & (d < r / 3)]] = 0.03
 
 
 def random_light(rng: np.random.Generator) -> np.ndarray:
@@ -81,15 +124,17 @@ def random_params(model, rng: np.random.Generator, n_expressions: int = 4, max_w
 
 
 def render_photo(model, rng: np.random.Generator, size: int = 512, yaw_range: float = 30.0, n_expressions: int = 4,
-                 focal_jitter: float = 0.15, noise: float = 2.0 / 255) -> SyntheticPhoto:
-    params = random_params(model, rng, n_expressions)
+                 focal_jitter: float = 0.15, noise: float = 2.0 / 255,
+                 face_fraction: tuple[float, float] = (0.45, 0.6), max_weight: float = 0.6) -> SyntheticPhoto:
+    """``face_fraction``: the face's width as a share of the photo's (drawn in this range)."""
+    params = random_params(model, rng, n_expressions, max_weight)
     v = model.vertices(params).astype(float)
     R = euler_to_matrix(rng.uniform(-yaw_range, yaw_range), rng.uniform(-10, 10), rng.uniform(-5, 5))
     focal = default_focal(size, size) * rng.uniform(1 - focal_jitter, 1 + focal_jitter)
     region = v[landmark_region(model)]
     centre = (region.min(0) + region.max(0)) / 2
     width = float(np.ptp(region[:, 0]))
-    dist = focal * width / (size * rng.uniform(0.45, 0.6))
+    dist = focal * width / (size * rng.uniform(*face_fraction))
     t = -R @ centre + np.array([rng.uniform(-0.04, 0.04) * width, rng.uniform(-0.04, 0.04) * width, -dist])
     cam = Camera(size, size, focal, matrix_to_axis_angle(R), t)
     albedo = random_albedo(model, rng, params)
@@ -97,6 +142,11 @@ def render_photo(model, rng: np.random.Generator, size: int = 512, yaw_range: fl
     yy, xx = np.mgrid[0:size, 0:size] / size
     c0, c1 = rng.uniform(0.1, 0.8, 3), rng.uniform(0.1, 0.8, 3)
     bg = c0[None, None] * (1 - yy[..., None]) + c1[None, None] * yy[..., None] + 0.05 * xx[..., None]
+    for _ in range(12):  # a textured background: soft blobs of other colours
+        c, r = rng.uniform(0, 1, 2), rng.uniform(0.03, 0.2)
+        g = np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2 * r * r))
+        bg = bg + g[..., None] * rng.normal(0, 0.15, 3)
+    bg = np.clip(bg, 0, 1)
     img, _ = shading.render_image(v, shading.drawable_faces(model), albedo, light, cam, background=bg)
     img = img + rng.normal(0, noise, img.shape)
     img8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
