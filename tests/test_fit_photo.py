@@ -152,24 +152,25 @@ def test_ict_landmark_fit_estimates_the_noise_and_recovers_the_shape(ict_model):
     assert similarity_rms(m.vertices(loose.params)[face], photo.vertices[face]) * 10 > err
 
 
-def test_bench_photo_reports_similarity_and_rigid_alignment(ict_store, monkeypatch, capsys):
+def test_bench_photo_runs_the_detector_and_reports_the_mean_face_beside_the_fit(ict_store, monkeypatch, capsys):
+    """The bench once handed the fitter the true landmark positions (1.29 mm) while the product, with its
+    own detector, did worse than the mean face: it now runs the product and says so beside the baseline."""
     from studio.cli.main import main
 
     monkeypatch.setenv("STUDIO_HOME", str(ict_store))
-    assert main(["bench", "photo", "--count", "1", "--iterations", "20", "--json"]) == 0
+    assert main(["bench", "photo", "--count", "1", "--iterations", "20", "--size", "512", "--oracle", "--json"]) == 0
     out = capsys.readouterr().out
     doc = json.loads(out.strip().splitlines()[-1])
     assert doc["headline_alignment"] == "similarity" and {"similarity", "rigid"} <= doc["alignments"].keys()
-    assert any(line.startswith("model ict") and "headline: similarity" in line for line in out.splitlines())
-    for mode in ("landmarks", "full"):
+    assert doc["detector"].startswith("MediaPipe") and doc["detected"] == 1
+    for who in ("fit", "mean_face"):
         for region in ("face", "fit_region"):
-            sim = doc[f"mean_{mode}_{region}_rms_mm_similarity"]
-            rigid = doc[f"mean_{mode}_{region}_rms_mm_rigid"]
+            sim, rigid = doc[who][f"{region}_rms_mm_similarity"], doc[who][f"{region}_rms_mm_rigid"]
             # a similarity has one more degree of freedom than a rigid motion: never worse
-            assert 0 < sim <= rigid + 1e-9, (mode, region, sim, rigid)
-            assert doc[f"mean_{mode}_{region}_rms_mm"] == sim  # the headline keys use the similarity
-    row = doc["per_photo"][0]
-    assert row["full_landmark_sigma_px"] > 0 and row["full_s"] > 0
+            assert 0 < sim <= rigid + 1e-9, (who, region, sim, rigid)
+    assert doc["ratio_to_mean_face"] == doc["fit"]["face_rms_mm_similarity"] / doc["mean_face"]["face_rms_mm_similarity"]
+    assert 0 < doc["nme_fit"] < 0.2 and doc["seconds_per_photo_median"] > 0
+    assert "true landmark positions" in doc["oracle_diagnostic"]["note"]
 
 
 # -- a real photo ------------------------------------------------------------------------------------

@@ -50,3 +50,16 @@ def test_outputs_that_would_collide_are_refused_before_the_fit(ict_store, monkey
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "written twice" in err[0]
     assert not any(tmp_path.glob("x.*"))
+
+
+def test_a_neutral_rendered_face_keeps_its_blendshape_weights_small(ict_model):
+    """Fitted with the studio's own detector, a neutral face once came back with about 4.4 units of
+    blendshape weight: detector noise, counted as hundreds of independent points, became expression."""
+    from studio.core.photo import synthetic
+    from studio.jobs.fit_photo import fit_photo_job
+
+    photo = synthetic.render_photo(ict_model, np.random.default_rng(7), size=640, n_expressions=0,
+                                   face_fraction=(0.3, 0.4))
+    fit = fit_photo_job(ict_model, photo.image)
+    expr = fit.result.params["expression"]
+    assert expr.sum() < 2.0 and expr.max() <= 0.4  # 1.7 here, where it was about 4.4
