@@ -14,7 +14,8 @@ def add_command(fsub) -> None:
         description="Fit a model's shape and expression to a scan in any pose, size and unit: a mesh "
                     "(.obj .ply .stl .glb), a point cloud (.ply .xyz .npy) or a depth map (16-bit .png or "
                     "2-D .npy, with intrinsics JSON {fx, fy, cx, cy, depth_scale}). Writes the parameters "
-                    "JSON (with the pose that places the model on the scan and the fit's figures in mm).")
+                    "JSON (with the pose that places the model on the scan and the fit's figures in mm). "
+                    "Exit status 3: the fit judged itself wrong (its outputs are written; the reason is printed).")
     p.add_argument("scan", help="scan file")
     p.add_argument("--model", required=True, help="model name in the store (or a .npz path)")
     p.add_argument("-o", "--out", required=True, help="parameters JSON to write")
@@ -24,11 +25,13 @@ def add_command(fsub) -> None:
                    help="the part of the model fitted to the scan (default: face)")
     p.add_argument("--unit", choices=["m", "cm", "mm"], help="the scan's length unit (default: detected "
                    "from its size)")
-    p.add_argument("--landmarks", help="3-D landmarks on the scan for the initial alignment: JSON "
-                   "{\"set\": \"ibug68\", \"points\": [[x, y, z] or null, ...]}")
+    p.add_argument("--landmarks", help="3-D landmarks on the scan for the initial alignment (any model): JSON "
+                   "{\"set\": \"ibug68\", \"points\": [[x, y, z] or null, ...]}; without them the face is found "
+                   "by a face detector on renders of the scan")
     p.add_argument("--intrinsics", help="depth maps: camera intrinsics JSON (default: SCAN.json beside it)")
     p.add_argument("--free-scale", action="store_true", help="the scan's scale is arbitrary (e.g. "
-                   "photogrammetry without a scale bar): estimate it instead of trusting the unit")
+                   "photogrammetry without a scale bar): estimate it instead of trusting the unit (done "
+                   "automatically, and said, when the face found on the scan fits no unit)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_fit_scan)
