@@ -206,7 +206,8 @@ def bench_fit(a) -> int:
 
         print("the shapes users bring, each written to a file and fitted as `studio fit scan` does "
               f"({shapes.NOISE_MM} mm vertex noise, random pose):")
-        rows = shapes.run_shapes(model, neural, a.seed)
+        with busy_load(a.busy):
+            rows = shapes.run_shapes(model, neural, a.seed)
         shapes.print_table(rows)
         result["shapes"] = {k: {"summary": shapes.summary(v), "scans": v} for k, v in rows.items()}
     if a.json:

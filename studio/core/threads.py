@@ -6,7 +6,7 @@ a neural scan fit with torch's default 2 threads took 167 s (165 s of CPU time, 
 threads spin-waiting at barriers for a sibling the kernel had descheduled) against 16 s with one
 thread; in the window it also competed with the UI thread (98 s). Our networks are small (≤ 128
 units wide, a few thousand points per call), so a second thread gains little even on an idle
-machine and costs a lot on a busy one (figures in ``fit_threads``).
+machine and costs ten times the time on a busy one (figures in ``fit_threads``).
 
 ``available_cores()`` counts the cores this process may run on (its CPU affinity: a container or
 ``taskset`` may allow fewer than the machine has). ``set_threads(n)`` sets torch's intra-op threads,
@@ -20,7 +20,8 @@ loaded torch or numpy yet (the CLI entry), never replacing a value the user set.
 
 Per-thread caveat: torch's ``set_num_threads`` (like ``omp_set_num_threads``) takes effect for the
 calling thread and for threads that have not run any parallel torch op yet; a thread that already
-did keeps its count. So a long-lived worker thread calls ``set_threads`` itself when it starts.
+did keeps its count. So a long-lived worker thread calls ``ensure()`` itself (the window's worker
+does, before every job), and a neural fit sets its count around itself (``limited``).
 """
 
 from __future__ import annotations
@@ -50,22 +51,25 @@ def available_cores() -> int:
 def fit_threads(cores: int | None = None) -> int:
     """The thread count for our torch and numpy work (fits, previews, benches) on ``cores`` cores.
 
-    One core is left for everything else (the window's UI thread, another process): measured on
-    2 cores (torch 2.13, ``studio bench fit``, neural head), 1 thread against 2 gives the idle fit
-    about the same wall time (the batches of a few thousand points split badly) and, with one busy
-    neighbour process, about 10× less (no spin-waiting for a descheduled sibling thread). On larger
-    machines half the cores minus one would do as well; we cap at ``MAX_FIT_THREADS``.
+    One core is left for everything else (the window's UI thread, another process). Measured on
+    the 2-core machine (torch 2.13, neural scan fits of the ``studio bench fit`` scans, 2026-11-30):
+    idle, 1 thread 8.6 s against 8.8 s with 2, which burn 60 % more CPU time (batches of a few
+    thousand points split badly); beside one busy process, 9.9 s against 95 s (no spin-waiting for a
+    descheduled sibling thread). Beyond 2 cores this is not measured; the cap is ``MAX_FIT_THREADS``.
     """
     n = available_cores() if cores is None else int(cores)
     return max(1, min(n - 1, MAX_FIT_THREADS))
 
 
 def env_defaults(environ=None, threads: int | None = None) -> dict[str, str]:
-    """Set OMP_NUM_THREADS, MKL_NUM_THREADS and OPENBLAS_NUM_THREADS to ``threads`` (default
-    ``fit_threads()``) where they are not set; returns what was set. Only useful before torch,
-    numpy or scipy are imported (their pools read these when they load); a user's value stays."""
+    """Set OMP_NUM_THREADS, MKL_NUM_THREADS and OPENBLAS_NUM_THREADS where they are not set; returns
+    what was set. A user's value stays, and is the one the others get (torch reads MKL_NUM_THREADS
+    over OMP_NUM_THREADS: a user's OMP_NUM_THREADS=4 must not meet our MKL_NUM_THREADS=1); with none
+    set, ``threads`` (default ``fit_threads()``). Only useful before torch, numpy or scipy are
+    imported: their pools read these when they load."""
     env = os.environ if environ is None else environ
-    value = str(fit_threads() if threads is None else max(int(threads), 1))
+    users = [env[name] for name in ENV_VARS if env.get(name)]
+    value = users[0] if users else str(fit_threads() if threads is None else max(int(threads), 1))
     added = {}
     for name in ENV_VARS:
         if not env.get(name):
