@@ -339,17 +339,28 @@ def fit(model, scan, region: str = "face", landmarks: dict | None = None,
     verts = np.asarray(mesh.vertices, np.float64)
     if rig.scan_landmarks is not None:
         rig.scan_landmarks = rig.scan_landmarks / unit_scale  # into the scan's own coordinates
-    lm = None
-    if side.landmarks is not None:  # the mean head's landmarks, moved onto the fitted head's surface
-        from scipy.spatial import cKDTree
-
-        lm = side.landmarks.points.copy()
-        ok = side.landmarks.valid
-        lm[ok] = verts[cKDTree(verts).query(lm[ok])[1]]
+    lm = _fitted_landmarks(side, verts, np.asarray(mesh.faces, np.int64))
     return FitResult(model.name, params, _scan_to_model(prob.pose(sim), unit_scale), region, scan.unit, "mm",
                      verts, np.arange(len(verts)), total, time.perf_counter() - t0, residuals,
                      faces=np.asarray(mesh.faces, np.int64), free_scale=rig.free_scale, rigid=rig,
                      face_area=rigid.face_area(side), model_landmarks=lm)
+
+
+def _fitted_landmarks(side: rigid.ModelSide, verts: np.ndarray, faces: np.ndarray) -> np.ndarray | None:
+    """The fitted head's own landmarks, found as the mean head's were (a render and the detector):
+    its mesh has a topology of its own, and the mean head's points do not follow an expression
+    (a surprise's raised brows and open jaw put them 11 % of the eye distance off a right pose)."""
+    if side.landmarks is None:
+        return None
+    found = rigid.model_landmarks(verts, faces, vertex_normals(verts, faces))
+    if found is not None:
+        return found.points
+    from scipy.spatial import cKDTree  # no face found on the fitted head: the mean's points, moved onto it
+
+    lm = side.landmarks.points.copy()
+    ok = side.landmarks.valid
+    lm[ok] = verts[cKDTree(verts).query(lm[ok])[1]]
+    return lm
 
 
 def _scan_to_model(sim_mm: Similarity, unit_scale: float) -> Similarity:

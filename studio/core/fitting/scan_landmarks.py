@@ -83,7 +83,7 @@ def render_relief(points: np.ndarray, faces: np.ndarray | None, normals: np.ndar
         from scipy.spatial import cKDTree
 
         d, _ = cKDTree(xy).query(xy, k=min(4, len(xy)))
-        r = np.clip(0.75 * np.median(d[:, -1]), 0.7, 6.0) * np.ones(len(xy))
+        r = np.clip(1.1 * np.median(d[:, -1]), 0.7, 6.0) * np.ones(len(xy))  # overlapping: no holes
         sxy, tris = _splats(xy, r)
         sdepth = np.repeat(depth, 4)
         frags = rasterize(sxy, sdepth, tris, size, size)
