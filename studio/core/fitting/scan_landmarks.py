@@ -23,7 +23,7 @@ import numpy as np
 
 from studio.core.errors import StudioError
 
-RENDER_SIZE = 448
+RENDER_SIZE = 448  # a full head with shoulders leaves the face a third of the frame: 320 px lost it
 N_MESH = 468
 # MediaPipe's FACEMESH_FACE_OVAL: silhouette points (view-dependent), left out of the alignment.
 FACE_OVAL = (10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251, 284,
