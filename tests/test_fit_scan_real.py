@@ -13,14 +13,11 @@ import pytest
 import trimesh
 
 from studio.cli.main import main
+from studio.core.fitting.align import rotation_angle_deg as rotation_error_deg
 from studio.core.fitting.synthetic import expression_params, mesh_scan
 
 SCANS = Path(__file__).resolve().parents[2] / "shared" / "data" / "scans"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def rotation_error_deg(a, b):
-    return float(np.degrees(np.arccos(np.clip((np.trace(a @ b.T) - 1) / 2, -1, 1))))
 
 
 def write_mesh(scan, path):

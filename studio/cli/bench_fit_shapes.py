@@ -35,10 +35,6 @@ NOISE_MM = 0.3  # on every vertex: a scanner's noise
 SHAPE_SEED0 = 2_000_000  # faces no neural training run or other bench uses (see bench_fit.SCAN_SEED0)
 
 
-def rotation_error_deg(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(a @ b.T) - 1) / 2, -1, 1))))
-
-
 def run_shapes(model, neural=None, seed: int = 0, progress=None) -> dict:
     """Fit every case with ``model`` (linear) and ``neural`` (if given); rows per model."""
     import trimesh
@@ -64,6 +60,7 @@ def run_shapes(model, neural=None, seed: int = 0, progress=None) -> dict:
 
 def _fit_file(m, path: Path, syn, truth_model, tmp: Path) -> dict:
     from studio.core.errors import FitFailed
+    from studio.core.fitting.align import rotation_angle_deg
     from studio.jobs.fit_scan import fit_scan_job
 
     t0 = time.perf_counter()
@@ -73,7 +70,7 @@ def _fit_file(m, path: Path, syn, truth_model, tmp: Path) -> dict:
         return {"seconds": time.perf_counter() - t0, "verdict_ok": False, "error": str(e)}
     pose = np.asarray(r["pose"]["rotation"])  # model → scan
     row = {"seconds": time.perf_counter() - t0, "fit_seconds": r["seconds"],
-           "rotation_error_deg": rotation_error_deg(pose.T, syn.to_model.R),
+           "rotation_error_deg": rotation_angle_deg(pose.T, syn.to_model.R),
            "face_median_mm": r["metrics_mm"]["scan_to_fit_median_mm"],
            "verdict_ok": bool(r["verdict"]["ok"]), "alignment": r["alignment"]["method"],
            "free_scale": bool(r["free_scale"])}

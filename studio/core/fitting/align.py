@@ -74,6 +74,11 @@ def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
     return Similarity(s, r, mu_d - s * r @ mu_s)
 
 
+def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """The angle of the rotation between rotation matrices ``a`` and ``b``, in degrees."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(a @ b.T) - 1) / 2, -1, 1))))
+
+
 def rodrigues(w: np.ndarray) -> np.ndarray:
     """Rotation matrix of the axis-angle vector w (radians)."""
     from scipy.spatial.transform import Rotation

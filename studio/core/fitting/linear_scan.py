@@ -342,9 +342,9 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
     align_progress = (lambda f, m="": report(progress, 0.25 * f, m)) if progress else None
     given = _landmark_pose(model, landmarks, unit_scale, opt.free_scale) if landmarks is not None else None
     cand = np.flatnonzero(usable)
-    pick = cand if len(cand) <= opt.align_samples else rng.choice(cand, opt.align_samples, replace=False)
-    if given is not None:  # the user's landmarks: refine on the larger sample
-        pick = cand
+    # the user's landmarks: refine on the whole sample; the search ranks hypotheses on a few hundred
+    pick = cand if given is not None or len(cand) <= opt.align_samples else \
+        rng.choice(cand, opt.align_samples, replace=False)
     side = model_side(model, prep)
     rig = rigid.align_scan(side, rigid.render_surface(scan, pts), sample[pick], s_nrm[pick],
                            s_border[pick], oriented, opt.free_scale, given, opt.align_iterations,
@@ -445,7 +445,7 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
         h[np.arange(na), np.arange(na)] += pw
         g[:na] -= pw * alpha[active]
         if box.any():  # sparsity and exclusion: a price per unit of weight, linearised here
-            price = expression_prior.linear_terms(alpha, _global_pairs(prep), opt.expression_l1,
+            price = expression_prior.linear_terms(alpha, prep.opposed, opt.expression_l1,
                                                   opt.expression_exclusion)
             g[:na][box] -= price[active[box]]
         # Damp the pose step in proportion to the scan's spread about the centre: near-symmetric
@@ -473,10 +473,7 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
     if side.landmarks is not None:  # the mean's landmarks carried to the fitted face (same triangles)
         from studio.core.photo.shading import drawable_faces
 
-        faces = drawable_faces(model)
-        t = np.maximum(side.landmarks.tri, 0)
-        lm = np.einsum("lk,lkd->ld", side.landmarks.bary, fitted[faces[t]])
-        lm[~side.landmarks.valid] = np.nan
+        lm = side.landmarks.on(fitted, drawable_faces(model))
     return FitResult(model.name, params, to_model, region, scan.unit, model.meta.unit, fitted, prep.verts,
                      opt.iterations, time.perf_counter() - t0, residuals, free_scale=free_scale, rigid=rig,
                      face_area=rigid.face_area(side), model_landmarks=lm)
@@ -562,10 +559,6 @@ def initial_alignment(model, scan: Scan, region: str = "face", landmarks: dict |
                       options: FitOptions | None = None, progress=None) -> Similarity:
     """Only the rigid stage of ``fit``: scan coordinates → model coordinates."""
     return fit(model, scan, region, landmarks, options, progress, _align_only=True)
-
-
-def _global_pairs(prep: _Prepared) -> np.ndarray:
-    return prep.opposed
 
 
 def model_side(model, prep: _Prepared) -> rigid.ModelSide:

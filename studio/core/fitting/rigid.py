@@ -113,13 +113,13 @@ def face_area(side: ModelSide, margin: float = 0.05) -> FaceArea | None:
 
 def model_landmarks(points: np.ndarray, faces: np.ndarray, normals: np.ndarray) -> scan_landmarks.SurfaceLandmarks | None:
     """Landmarks on a model's mean surface (model frame: the face looks along +z, y up)."""
-    return scan_landmarks.find(points, faces, normals, [np.eye(3)])
+    return scan_landmarks.find(points, faces, normals, np.eye(3))
 
 
 def _distinct_views(rotations: list[np.ndarray], limit: int, min_angle_deg: float = 25.0) -> list[np.ndarray]:
     out: list[np.ndarray] = []
     for r in rotations:
-        if all(np.degrees(np.arccos(np.clip((np.trace(r @ o.T) - 1) / 2, -1, 1))) > min_angle_deg for o in out):
+        if all(align.rotation_angle_deg(r, o) > min_angle_deg for o in out):
             out.append(r)
         if len(out) >= limit:
             break
@@ -150,12 +150,12 @@ def _detect(model_lm: scan_landmarks.SurfaceLandmarks, surface, views: list[np.n
         return float(np.median(err)) / iod, sim
 
     for view in views:
-        found = scan_landmarks.find(*surface, [view])
+        found = scan_landmarks.find(*surface, view)
         if found is None:
             continue
         score, sim = judge(found)
         if sim is not None:
-            again = scan_landmarks.find(*surface, [sim.R])
+            again = scan_landmarks.find(*surface, sim.R)
             if again is not None:
                 score2, sim2 = judge(again)
                 if score2 <= score:
@@ -220,7 +220,9 @@ def render_surface(scan, points: np.ndarray, seed: int = 0) -> tuple[np.ndarray,
     if scan.faces is not None and len(scan.faces):
         from studio.core.geometry import vertex_normals
 
-        return points, np.asarray(scan.faces, np.int64), vertex_normals(points, scan.faces)
+        # a mesh's reader gave it vertex normals already (scaling the points does not turn them)
+        normals = scan.normals if scan.normals is not None else vertex_normals(points, scan.faces)
+        return points, np.asarray(scan.faces, np.int64), np.asarray(normals, float)
     idx = np.arange(len(points))
     if len(idx) > MAX_RENDER_POINTS:
         idx = np.sort(np.random.default_rng(seed).choice(len(points), MAX_RENDER_POINTS, replace=False))

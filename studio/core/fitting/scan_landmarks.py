@@ -44,9 +44,16 @@ class SurfaceLandmarks:
 
     points: np.ndarray  # (468, 3); NaN where the point did not land on the surface
     valid: np.ndarray  # (468,) bool
-    view: np.ndarray  # the viewing rotation that found them (surface → view frame, face along +z)
     tri: np.ndarray  # (468,) triangle index under each landmark (−1 invalid)
     bary: np.ndarray  # (468, 3) barycentric weights in that triangle
+
+    def on(self, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """The same landmarks on another face of the same mesh (``faces`` as when they were found),
+        e.g. the mean's landmarks carried to a fitted face; NaN where there were none."""
+        t = np.maximum(self.tri, 0)
+        out = np.einsum("lk,lkd->ld", self.bary, np.asarray(vertices, float)[np.asarray(faces)[t]])
+        out[~self.valid] = np.nan
+        return out
 
     def interocular(self) -> float:
         a, b = self.points[list(EYE_CORNERS)]
@@ -103,23 +110,19 @@ def render_relief(points: np.ndarray, faces: np.ndarray | None, normals: np.ndar
     return rgb, frags, vertex_of_tri
 
 
-def find(points: np.ndarray, faces: np.ndarray | None, normals: np.ndarray, views: list[np.ndarray],
-         size: int = RENDER_SIZE, max_views: int = 8) -> SurfaceLandmarks | None:
-    """Landmarks from the first of ``views`` (viewing rotations, tried in order) in which the
-    detector finds a face; None when no view shows one."""
+def find(points: np.ndarray, faces: np.ndarray | None, normals: np.ndarray, view: np.ndarray,
+         size: int = RENDER_SIZE) -> SurfaceLandmarks | None:
+    """Landmarks of the surface seen through the viewing rotation ``view``; None when the detector
+    finds no face there."""
     from studio.core.photo.landmarks import detect_faces
 
     points = np.asarray(points, float)
-    for view in views[:max_views]:
-        img, frags, vot = render_relief(points, faces, normals, view, size)
-        found = detect_faces(img)
-        if not found:
-            continue
-        return _lift(found[0][:N_MESH], frags, points, faces, vot, view)
-    return None
+    img, frags, vot = render_relief(points, faces, normals, view, size)
+    found = detect_faces(img)
+    return _lift(found[0][:N_MESH], frags, points, faces, vot) if found else None
 
 
-def _lift(px: np.ndarray, frags, points, faces, vertex_of_tri, view) -> SurfaceLandmarks:
+def _lift(px: np.ndarray, frags, points, faces, vertex_of_tri) -> SurfaceLandmarks:
     """Pixel positions → surface points through the buffers (nearest covered pixel within 2 px)."""
     h, w = frags.tri.shape
     out = np.full((N_MESH, 3), np.nan)
@@ -144,7 +147,7 @@ def _lift(px: np.ndarray, frags, points, faces, vertex_of_tri, view) -> SurfaceL
         b = frags.bary[yy, xx]
         out[i] = b @ points[faces[t]]
         tri[i], bary[i] = t, b
-    return SurfaceLandmarks(out, np.isfinite(out).all(1), view, tri, bary)
+    return SurfaceLandmarks(out, np.isfinite(out).all(1), tri, bary)
 
 
 def robust_similarity(src: np.ndarray, dst: np.ndarray, with_scale: bool, rounds: int = 3, keep: float = 0.75):

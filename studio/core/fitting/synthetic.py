@@ -215,12 +215,9 @@ def expression_params(model, rng: np.random.Generator, expression: str | None) -
         if g.prior == "box" and g.affects == "position" and g.size:
             v = np.zeros(g.size)
             if expression is not None:
-                named = EXPRESSIONS[expression]
-                hits = [g.names.index(n) for n in named if n in g.names]
-                for n in named:
-                    if n in g.names:
-                        v[g.names.index(n)] = named[n]
-                if not hits:  # not an ARKit model: a few random blendshapes, strongly on
+                named = {g.names.index(n): w for n, w in EXPRESSIONS[expression].items() if n in g.names}
+                v[list(named)] = list(named.values())
+                if not named:  # not an ARKit model: a few random blendshapes, strongly on
                     on = rng.choice(g.size, size=min(3, g.size), replace=False)
                     v[on] = 0.8
             p[g.name] = g.lower + v * (g.upper - g.lower) if np.isfinite(g.lower).all() else v
