@@ -171,6 +171,10 @@ def test_bench_photo_runs_the_detector_and_reports_the_mean_face_beside_the_fit(
     assert doc["ratio_to_mean_face"] == doc["fit"]["face_rms_mm_similarity"] / doc["mean_face"]["face_rms_mm_similarity"]
     assert 0 < doc["nme_fit"] < 0.2 and doc["seconds_per_photo_median"] > 0
     assert "true landmark positions" in doc["oracle_diagnostic"]["note"]
+    # a size the detector cannot work at is refused with one line, not reported as a bench of NaNs
+    assert main(["bench", "photo", "--count", "1", "--size", "10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--size" in err[0]
 
 
 # -- a real photo ------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ def add_command(bsub) -> None:
     p.set_defaults(func=bench_photo)
 
 
+MIN_SIZE = 128
 HEADLINE = "similarity"
 ALIGNMENTS = {"similarity": "similarity (rotation + translation + scale; a photo does not hold absolute size)",
               "rigid": "rigid (rotation + translation, no scale: a wrong size counts as error)"}
@@ -78,6 +79,8 @@ def bench_photo(a) -> int:
 
     if a.count < 1:
         raise StudioError("--count must be at least 1")
+    if a.size < MIN_SIZE:  # the face is a third of the photo: below this the detector has nothing to find
+        raise StudioError(f"--size must be at least {MIN_SIZE} pixels")
     name = a.model or "ict"
     if a.model is None and not store.exists("ict"):
         raise StudioError("no model 'ict' in the store: import ICT-FaceKit first or pass --model NAME")
@@ -91,6 +94,8 @@ def bench_photo(a) -> int:
     if a.oracle:
         for i, row in enumerate(rows):
             row.update(_oracle_trial(model, emb, regions, mm, a, i))
+    if not any(r.get("detected") for r in rows):
+        raise StudioError(f"the detector found no face in any of the {a.count} rendered photos; nothing to measure")
     result = _summarise(model, rows, regions, a)
     if a.json:
         print(json.dumps(result))
