@@ -139,9 +139,11 @@ def test_loading_a_bad_scan_says_why(head_window, qtbot, tmp_path):
     assert w.scan_fitting.scan is None and not w.scan_fitting.fit_action.isEnabled()
 
 
-def test_window_fits_a_scan_with_the_neural_model(qtbot, studio_home, tmp_path):
+def test_window_fits_a_scan_with_the_neural_model(qtbot, studio_home, tmp_path, monkeypatch):
     """The shipped neural head in the window: the scan aligns, the fit runs on the worker and ends
-    with the latent sliders at the result and the refined head on the scan."""
+    with the latent sliders at the result and the refined head on the scan. Load photo… says that
+    this model cannot be fitted to photos before a file dialog opens (it used to say so only after
+    the user had picked a photo)."""
     from studio.app.window import MainWindow
     from studio.core.fitting.align import Similarity, rodrigues
     from studio.core.metrics import sample_surface
@@ -182,6 +184,15 @@ def test_window_fits_a_scan_with_the_neural_model(qtbot, studio_home, tmp_path):
     np.testing.assert_allclose(w.doc.params["identity"], sf.result.params["identity"])
     assert abs(sf.result.params["identity"][0] - 1.0) < 0.3  # the leading direction is recovered
     assert sf.report.metrics["scan_to_fit_median_mm"] < 0.5
+
+    from PySide6.QtWidgets import QFileDialog
+
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: asked.append(a) or ("", "")))
+    w.photo_fitting.load_dialog()
+    assert not asked and "cannot be fitted to photos" in w.status.last_error
+    view = next(a.menu() for a in w.menuBar().actions() if a.text() == "&View")
+    assert "Photo" in [a.text() for a in view.actions()]
 
 
 def test_a_fit_that_judges_itself_wrong_is_shown_as_a_warning_not_as_fitted(head_window, qtbot, monkeypatch):

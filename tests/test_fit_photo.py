@@ -138,6 +138,7 @@ def test_ict_landmark_fit_estimates_the_noise_and_recovers_the_shape(ict_model):
     rng = np.random.default_rng(11)
     photo = synthetic.render_photo(m, rng, n_expressions=4)
     corr = embedding.correspondences(m, emb, np.zeros((478, 2)))
+    corr.follow_outline(photo.vertices, photo.camera)  # a detector's jaw points are on the outline
     truth = np.einsum("lk,lkd->ld", corr.w, photo.vertices[corr.vids])
     corr.points = photo.camera.project(truth)[0] + rng.normal(0, 1.0, (len(truth), 2))
     res = fit_photo(m, photo.image, corr, FitOptions(landmarks_only=True))
@@ -145,7 +146,9 @@ def test_ict_landmark_fit_estimates_the_noise_and_recovers_the_shape(ict_model):
     assert 0.5 <= res.landmark_sigma_px < 1.3, res.landmark_sigma_px
     base = similarity_rms(m.mean[face], photo.vertices[face]) * 10
     err = similarity_rms(m.vertices(res.params)[face], photo.vertices[face]) * 10
-    assert err < 0.45 * base and err < 2.0, (err, base)
+    # (1.4 mm when Face Mesh's 36 outline points were tied to fixed vertices: exact in this oracle,
+    # wrong for a real detector on a turned face, so they are left out; 1.9 mm without them)
+    assert err < 0.5 * base and err < 2.2, (err, base)
     # told a detector-sized σ, the fit trusts the landmarks less and lands farther from the truth
     loose = fit_photo(m, photo.image, corr, FitOptions(landmarks_only=True, sigma_landmark=4.0))
     assert loose.landmark_sigma_px == 4.0
@@ -219,8 +222,10 @@ def test_cli_writes_params_mesh_overlay_and_json(ict_store, monkeypatch, tmp_pat
     assert len(mesh.faces) == 52220 and mesh.visual.kind == "texture"
     tex = iio.imread(tmp_path / "face.png")
     assert tex.shape[2] >= 3 and tex[..., :3].std() > 10  # a real texture, not one flat colour
-    ov = iio.imread(tmp_path / "ov.png")
-    assert ov.shape[:2] == (512, 512)
+    ov = iio.imread(tmp_path / "ov.png")  # the photo, and beside it the face cropped and enlarged
+    assert ov.shape[0] == 640 and ov.shape[1] > 1200
+    right = ov[:, -640:].astype(float)
+    assert right.std() > 20
     assert "mtllib face.mtl" in (tmp_path / "face.obj").read_text()[:200]
     # existing outputs are refused before any work, and replaced with --force
     capsys.readouterr()

@@ -30,6 +30,9 @@ def _pixmap(img: np.ndarray) -> QPixmap:
     return QPixmap.fromImage(q.copy())
 
 
+PLACEHOLDER = "File → Load photo… fits the open model to a portrait."
+
+
 class PhotoPanel(QWidget):
     """The photo with the fit blended over it, a status line, Cancel and a texture toggle."""
 
@@ -37,7 +40,7 @@ class PhotoPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.image = QLabel("File → Load photo… fits the open model to a portrait.")
+        self.image = QLabel(PLACEHOLDER)
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image.setMinimumSize(120, 120)
         self.image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
@@ -59,6 +62,12 @@ class PhotoPanel(QWidget):
     def show_image(self, img: np.ndarray) -> None:
         self._last = img
         self._rescale()
+
+    def clear(self) -> None:
+        self._last = None
+        self.image.clear()
+        self.image.setText(PLACEHOLDER)
+        self.info.setText("")
 
     def _rescale(self) -> None:
         if self._last is None:
@@ -86,7 +95,8 @@ class PhotoFitting(QObject):
         self.dock.setObjectName("dock-Photo")
         self.dock.setWidget(self.panel)
         window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
-        faces_dock = getattr(window, "docks", {}).get("Faces")
+        window.docks["Photo"] = self.dock  # so View lists it beside the others
+        faces_dock = window.docks.get("Faces")
         if faces_dock is not None:  # a tab beside "Faces": the photo gets the dock's full height
             window.tabifyDockWidget(faces_dock, self.dock)
         self.dock.hide()
@@ -99,9 +109,23 @@ class PhotoFitting(QObject):
 
     # -- actions ---------------------------------------------------------------------------------
     def load_dialog(self) -> None:
+        refusal = self._refusal()  # said before the dialog: a file picked for nothing is time lost
+        if refusal:
+            self.window.notify(refusal, error=True)
+            return
         path, _ = QFileDialog.getOpenFileName(self.window, "Load photo", "", PHOTO_FILTER)
         if path:
             self.fit(path)
+
+    def _refusal(self) -> str | None:
+        model = self.window.doc.model
+        if model is None:
+            return "open a model before loading a photo"
+        if getattr(model, "kind", "") != "pca":
+            return f"{model.name} cannot be fitted to photos: photo fitting needs a linear (PCA) model such as ICT-FaceKit"
+        if self.job is not None and self.job.state in ("queued", "running"):
+            return "a photo fit is already running"
+        return None
 
     def fit(self, photo, iterations: int = 250, preview_every: int = 25):
         """Start fitting the open model to ``photo`` (a path or an RGB array); returns the Job."""
@@ -110,14 +134,9 @@ class PhotoFitting(QObject):
 
         w = self.window
         model = w.doc.model
-        if model is None:
-            w.notify("open a model before loading a photo", error=True)
-            return None
-        if getattr(model, "kind", "") != "pca":
-            w.notify("photo fitting needs a linear (PCA) model", error=True)
-            return None
-        if self.job is not None and self.job.state in ("queued", "running"):
-            w.notify("a photo fit is already running", error=True)
+        refusal = self._refusal()
+        if refusal:
+            w.notify(refusal, error=True)
             return None
         name = Path(photo).name if isinstance(photo, (str, Path)) else "photo"
         self.dock.show()
@@ -155,13 +174,18 @@ class PhotoFitting(QObject):
                 f"yaw {cam['yaw_pitch_roll_deg'][0]:.0f}°, {s['timings_s']['total_s']:.1f} s")
         if "landmark68_mean_error_iod" in s:
             text += f"; 68 landmarks within {100 * s['landmark68_mean_error_iod']:.1f}% of the eye distance"
+        if not fit.verdict.ok:
+            text = f"⚠ {fit.verdict.summary()} — {text}"
         self.panel.info.setText(text)
         self.panel.texture.setEnabled(True)
         if self.panel.texture.isChecked():
             self._show_texture(True)
         else:
             self.panel.texture.setChecked(True)  # → _show_texture
-        w.notify(f"fitted {model.name} to {name}")
+        if fit.verdict.ok:
+            w.notify(f"fitted {model.name} to {name}")
+        else:
+            w.notify(f"photo fit of {name}: {fit.verdict.summary()}", error=True)
         self.fitted.emit(fit)
 
     def _show_texture(self, on: bool) -> None:
@@ -190,7 +214,8 @@ class PhotoFitting(QObject):
             self.failed.emit("cancelled")
 
     def _model_changed(self, _model) -> None:
-        self.result = None
+        self.result = None  # the last fit belongs to the model that was open; its overlay goes too
+        self.panel.clear()
         self.panel.texture.blockSignals(True)
         self.panel.texture.setChecked(False)
         self.panel.texture.blockSignals(False)

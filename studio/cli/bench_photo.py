@@ -159,6 +159,7 @@ def _oracle_trial(model, emb, regions, mm, a, i) -> dict:
 
     photo, rng = _render(model, a, i)
     corr = embedding.correspondences(model, emb, np.zeros((478, 2)))
+    corr.follow_outline(photo.vertices, photo.camera)  # a detector's jaw points are on the outline
     xy, _ = photo.camera.project(np.einsum("lk,lkd->ld", corr.w, photo.vertices[corr.vids]))
     corr.points = xy + rng.normal(0, 1.0, xy.shape)
     res = fit_photo(model, photo.image, corr, FitOptions(iterations=a.iterations))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from studio.core.errors import FitFailed
+
 
 def add_command(fsub) -> None:
     p = fsub.add_parser("photo", help="fit a model to a portrait photo (landmarks, then analysis by synthesis)",
@@ -55,7 +57,13 @@ def cmd_fit_photo(a) -> int:
               f"{100 * s['landmark68_max_error_iod']:.1f}% of the inter-ocular distance ({s['interocular_px']:.0f} px)")
     for p in written:
         print(f"wrote {p}")
+    v = fit.verdict
+    for note in v.warnings:
+        print(f"note: {note}")
     if a.json:
         s["written"] = [str(p) for p in written]
         sys.stdout.write(json.dumps(s) + "\n")
+    if not v.ok:  # outputs are written (to look at); the status says they are not to be trusted
+        print(f"studio: {v.summary()}", file=sys.stderr)
+        return FitFailed.exit_status
     return 0

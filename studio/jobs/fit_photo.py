@@ -13,6 +13,7 @@ from studio.core.errors import StudioError
 from studio.core.photo import embedding
 from studio.core.photo.fit import FitOptions, FitResult, fit_photo
 from studio.core.photo.landmarks import IBUG68_EYE_OUTER, detect_one, ibug68_from_mediapipe, load_photo, prepare_image
+from studio.core.photo.verdict import Verdict, judge
 from studio.core.progress import report, scaled
 
 
@@ -26,6 +27,7 @@ class PhotoFit:
     vertices: np.ndarray  # the fitted face (model coordinates)
     landmarks68_px: np.ndarray | None  # fitted model's 68 iBUG points, photo pixels
     detected68_px: np.ndarray  # MediaPipe's points mapped to the 68, photo pixels
+    verdict: Verdict | None = None  # whether the fit can be trusted (photo/verdict.py)
 
     @property
     def interocular_px(self) -> float:
@@ -48,6 +50,8 @@ class PhotoFit:
             out["landmark68_error_px"] = [float(x) for x in e]
             out["landmark68_mean_error_iod"] = float(e.mean() / self.interocular_px)
             out["landmark68_max_error_iod"] = float(e.max() / self.interocular_px)
+        if self.verdict is not None:
+            out["verdict"] = self.verdict.as_json()
         return out
 
 
@@ -74,8 +78,10 @@ def fit_photo_job(model, photo, face: int | None = None, options: FitOptions | N
     vertices = model.vertices(res.params)
     lm68 = embedding.model_ibug68(model, emb, vertices)
     fitted68 = None if lm68 is None else res.camera.project(lm68)[0] * scale
-    return PhotoFit(model.name, image, scale, points, res, vertices, fitted68,
-                    ibug68_from_mediapipe(points) * scale)
+    fit = PhotoFit(model.name, image, scale, points, res, vertices, fitted68, ibug68_from_mediapipe(points) * scale)
+    errors = fit.errors68() if fitted68 is not None else res.landmark_error_px * scale
+    fit.verdict = judge(model, res.params, errors, fit.interocular_px)
+    return fit
 
 
 def _original_height(path, loaded: np.ndarray) -> int:
@@ -89,39 +95,87 @@ def _original_height(path, loaded: np.ndarray) -> int:
 
 
 def overlay_image(model, fit: PhotoFit, alpha: float = 0.5) -> np.ndarray:
-    """The fitted face over the photo, detected landmarks in green and the model's in red.
+    """The full photo and, beside it, the face cropped and enlarged: the fitted face blended over the
+    photo, detected landmarks in green and the model's in red.
 
     The face is drawn in a neutral skin tone under a fixed frontal light (not the fitted albedo
     and light, which reproduce the photo so well that the overlay would be invisible), so its
-    shape and placement can be judged against the photo.
+    shape and placement can be judged against the photo. In a group photo or a half-length
+    portrait the face is a small part of the frame; the crop shows it CROP_PX tall.
     """
-    from skimage.draw import disk
+    blended = _blend(model, fit, alpha)
+    box = _face_box(fit, blended.shape)
+    crop = _resize(blended[box[1]:box[3], box[0]:box[2]], CROP_PX)
+    s = CROP_PX / (box[3] - box[1])
+    _draw_landmarks(crop, fit, s, -np.array(box[:2], float) * s)
+    full = _resize(blended, CROP_PX)
+    _draw_landmarks(full, fit, CROP_PX / blended.shape[0], np.zeros(2))
+    x0, y0, x1, y1 = (np.array(box, float) * CROP_PX / blended.shape[0]).round().astype(int)
+    _rectangle(full, x0, y0, x1, y1)  # where the crop comes from
+    gap = np.full((CROP_PX, 8, 3), 255, np.uint8)
+    return np.concatenate([full, gap, crop], axis=1)
 
+
+CROP_PX = 640  # height of the overlay (the full photo and the face crop side by side)
+
+
+def _blend(model, fit: PhotoFit, alpha: float) -> np.ndarray:
     from studio.core.photo import shading
     from studio.core.photo.embedding import fit_region
 
-    res = fit.result
     albedo = np.tile([0.75, 0.75, 0.78], (model.n_vertices, 1))
     light = shading.ambient_light(0.35, 0.75, (0.25, 0.3, 1.0))
     region = np.zeros(model.n_vertices, bool)
     region[fit_region(model)] = True
     faces = shading.drawable_faces(model)
     faces = faces[region[faces].all(1)]
-    rend, frags = shading.render_image(fit.vertices, faces, albedo, light, res.camera)
+    rend, frags = shading.render_image(fit.vertices, faces, albedo, light, fit.result.camera)
     out = fit.image.astype(np.float64) / 255.0
     m = frags.mask[..., None]
     out = np.where(m, (1 - alpha) * out + alpha * rend, out)
-    img = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
-    r = max(1.2, max(img.shape[:2]) / 350)
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _face_box(fit: PhotoFit, shape) -> tuple[int, int, int, int]:
+    """A square around the detected face with a margin, clipped to the image (x0, y0, x1, y1)."""
+    pts = fit.mediapipe_px
+    lo, hi = pts.min(0), pts.max(0)
+    c, half = (lo + hi) / 2, 0.65 * float(np.max(hi - lo))
+    h, w = shape[:2]
+    half = min(half, w / 2, h / 2)
+    x0, y0 = np.clip(c - half, 0, None)
+    x0, y0 = min(x0, w - 2 * half), min(y0, h - 2 * half)
+    return int(x0), int(y0), int(round(x0 + 2 * half)), int(round(y0 + 2 * half))
+
+
+def _resize(img: np.ndarray, height: int) -> np.ndarray:
+    from skimage.transform import resize
+
+    width = max(1, round(img.shape[1] * height / img.shape[0]))
+    return (resize(img, (height, width), preserve_range=True, anti_aliasing=True) + 0.5).astype(np.uint8)
+
+
+def _draw_landmarks(img: np.ndarray, fit: PhotoFit, scale: float, offset: np.ndarray) -> None:
+    from skimage.draw import disk
+
+    res = fit.result
+    r = max(1.5, img.shape[0] / 220)
     if fit.landmarks68_px is not None:  # the 68 read best; all fitted points otherwise
         pairs = ((fit.detected68_px / fit.image_scale, (40, 230, 60)), (fit.landmarks68_px / fit.image_scale, (240, 40, 40)))
     else:
         pairs = ((res.points_px, (40, 230, 60)), (res.fitted_px, (240, 40, 40)))
     for pts, col in pairs:
-        for x, y in pts:
+        for x, y in pts * scale + offset:
             rr, cc = disk((y - 0.5, x - 0.5), r, shape=img.shape[:2])
             img[rr, cc] = col
-    return img
+
+
+def _rectangle(img: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> None:
+    from skimage.draw import rectangle_perimeter
+
+    for k in range(2):
+        rr, cc = rectangle_perimeter((y0 + k, x0 + k), end=(y1 - 1 - k, x1 - 1 - k), shape=img.shape[:2])
+        img[rr, cc] = (255, 220, 0)
 
 
 def write_outputs(model, fit: PhotoFit, params_path=None, mesh_path=None, overlay_path=None,

@@ -22,12 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from studio.core.errors import StudioError
+from studio.core.photo.landmarks import FACE_OVAL
 
 RENDER_SIZE = 448  # a full head with shoulders leaves the face a third of the frame: 320 px lost it
 N_MESH = 468
-# MediaPipe's FACEMESH_FACE_OVAL: silhouette points (view-dependent), left out of the alignment.
-FACE_OVAL = (10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251, 284,
-             288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454)
 # Outer eye corners (MediaPipe ids 33 and 263): the inter-ocular distance that scales residuals.
 EYE_CORNERS = (33, 263)
 

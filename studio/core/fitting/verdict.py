@@ -77,16 +77,18 @@ def judge(model, result, metrics: dict, scan_notes: list | None = None) -> Verdi
     elif method == "shape only" and np.isfinite(med) and med > SHAPE_ONLY_MEDIAN_MM:
         v.reasons.append(f"no face was found on the scan and the shape alone fits it only to {med:.1f} mm "
                          "(is this a face scan?)")
-    _plausibility(model, result, v)
+    plausibility(model, result.params, v)
     v.ok = not v.reasons
     return v
 
 
-def _plausibility(model, result, v: Verdict) -> None:
+def plausibility(model, params: dict, v: Verdict) -> None:
+    """Add to ``v`` what the coefficients say on their own: far from the prior, a component beyond
+    5σ, opposed blendshapes both on (shared by the scan and the photo verdicts)."""
     from scipy.stats import chi2
 
     for g in model.groups:
-        a = np.asarray(result.params.get(g.name, np.zeros(g.size)), float)
+        a = np.asarray(params.get(g.name, np.zeros(g.size)), float)
         if g.prior == "normal" and g.size:
             z = a / np.asarray(g.sigma, float) if np.ndim(g.sigma) else a / float(g.sigma)
             m2 = float(z @ z)

@@ -26,6 +26,7 @@ from studio.core import store
 from studio.core.errors import StudioError
 from studio.core.photo import shading
 from studio.core.photo.camera import Camera, default_focal
+from studio.core.photo.contour import Contour
 from studio.core.photo.landmarks import IBUG68_BROWS, MP_TO_IBUG68, N_POINTS, detect_faces
 from studio.core.photo.raster import Fragments
 
@@ -211,31 +212,50 @@ class Correspondences:
     w: np.ndarray  # (L, 3) float
     points: np.ndarray  # (L, 2) pixel positions in the photo
     weight: np.ndarray  # (L,) relative weight of each landmark in the fit
+    contour: Contour | None = None  # rows on the face's outline, re-tied to the outline as the pose changes
+
+    def follow_outline(self, vertices: np.ndarray, camera: Camera) -> None:
+        """Tie the contour rows to the outline of face ``vertices`` (full topology) seen by ``camera``."""
+        if self.contour is not None:
+            from studio.core.photo import contour
+
+            self.retie(self.contour.rows, contour.select(self.contour, vertices, camera.R, camera.translation,
+                                                         camera.focal))
+
+    def retie(self, rows: np.ndarray, vertex_ids: np.ndarray) -> None:
+        """Tie ``rows`` to single vertices (the contour landmarks' current outline vertices)."""
+        self.vids[rows] = np.asarray(vertex_ids, np.int64)[:, None]
+        self.w[rows] = (1.0, 0.0, 0.0)
 
 
 def correspondences(model, emb: Embedding, mp_points: np.ndarray, use_ibug68: bool = True) -> Correspondences:
     """MediaPipe points of one face → correspondences for the fit.
 
     For models with "ibug68" landmarks the 68 iBUG points (from MediaPipe by the standard table)
-    are tied to the model's own 68 vertices; the remaining embedded MediaPipe points are added with
-    half weight (denser coverage of cheeks and forehead, where the 68 have none).
+    are tied to the model's own 68 vertices, the jaw line (0-16) to the outline (contour.py); the
+    remaining embedded MediaPipe points are added with half weight (denser coverage of cheeks and
+    forehead, where the 68 have none), except Face Mesh's own outline points, which no fixed
+    vertex matches once the face turns.
     """
+    from studio.core.photo.landmarks import FACE_OVAL, ibug68_from_mediapipe
+
     mp_points = np.asarray(mp_points, float)
     vids = [emb.tri_vertices[emb.valid]]
     w = [emb.bary[emb.valid]]
     pts = [mp_points[:N_POINTS][emb.valid]]
     weight = [np.ones(int(emb.valid.sum()))]
     lm68 = model.meta.landmarks.get("ibug68")
-    if use_ibug68 and lm68 is not None and len(lm68) == 68:
-        from studio.core.photo.landmarks import ibug68_from_mediapipe
-
+    with_68 = use_ibug68 and lm68 is not None and len(lm68) == 68
+    if with_68:
         in_table = np.zeros(N_POINTS, bool)
         in_table[[i for ix in MP_TO_IBUG68 for i in ix]] = True
         brow = np.zeros(N_POINTS, bool)
         brow[[i for b in IBUG68_BROWS for i in MP_TO_IBUG68[b]]] = True
+        oval = np.zeros(N_POINTS, bool)
+        oval[list(FACE_OVAL)] = True
         # The brows are Face Mesh's brow contours on both sides (the model's own brow vertices sit
         # where its artist put them, not where the 68-point convention does): full weight there.
-        weight[0] = np.where(brow[emb.valid], 1.0, np.where(in_table[emb.valid], 0.0, 0.5))
+        weight[0] = np.where(brow[emb.valid], 1.0, np.where(in_table[emb.valid] | oval[emb.valid], 0.0, 0.5))
         lm68 = np.asarray(lm68, np.int64)
         vids.append(np.repeat(lm68[:, None], 3, 1))
         w.append(np.tile([1.0, 0.0, 0.0], (68, 1)))
@@ -244,8 +264,20 @@ def correspondences(model, emb: Embedding, mp_points: np.ndarray, use_ibug68: bo
         w68[list(IBUG68_BROWS)] = 0.0
         weight.append(w68)
     keep = np.concatenate(weight) > 0
-    return Correspondences(np.concatenate(vids)[keep], np.concatenate(w)[keep], np.concatenate(pts)[keep],
+    corr = Correspondences(np.concatenate(vids)[keep], np.concatenate(w)[keep], np.concatenate(pts)[keep],
                            np.concatenate(weight)[keep])
+    if with_68:
+        row_of = np.cumsum(keep) - 1  # input position → row after filtering (the jaw rows are all kept)
+        jaw_rows = row_of[len(keep) - 68:len(keep) - 68 + 17]
+        corr.contour = _contour(model, lm68, jaw_rows)
+    return corr
+
+
+def _contour(model, lm68: np.ndarray, rows: np.ndarray) -> Contour:
+    from studio.core.photo import contour
+
+    return contour.build(np.asarray(model.mean, float), lm68[list(contour.JAW)], landmark_region(model), rows,
+                         np.asarray(model.mean, float)[lm68[30]])
 
 
 def model_ibug68(model, emb: Embedding, vertices: np.ndarray) -> np.ndarray | None:

@@ -89,7 +89,8 @@ class _Sub:
 
     def __init__(self, model, corr: Correspondences):
         region = fit_region(model)
-        ids = np.unique(np.concatenate([region, corr.vids.reshape(-1)]))
+        outline = corr.contour.all_vertices() if corr.contour is not None else np.zeros(0, np.int64)
+        ids = np.unique(np.concatenate([region, corr.vids.reshape(-1), outline]))
         self.ids = ids
         remap = np.full(model.n_vertices, -1, np.int64)
         remap[ids] = np.arange(len(ids))
@@ -106,6 +107,25 @@ class _Sub:
         self.lm_vids = torch.as_tensor(remap[corr.vids])
         self.lm_w = torch.as_tensor(corr.w, dtype=torch.float32)
         self.model = model
+        self.corr = corr
+        self.contour = None
+        if corr.contour is not None:  # the same candidate lines, in this subset's vertex numbering
+            from dataclasses import replace
+
+            c = corr.contour
+            self.contour = replace(c, anchors=remap[c.anchors], candidates=[remap[x] for x in c.candidates])
+
+    def retie_contour(self, v: torch.Tensor, R: np.ndarray, t: np.ndarray, focal: float) -> None:
+        """Move the jaw-line landmarks to the outline of face ``v`` (subset vertices) in this pose."""
+        if self.contour is None:
+            return
+        from studio.core.photo import contour
+
+        chosen = contour.select(self.contour, v.detach().double().numpy(), R, t, focal)
+        rows = self.contour.rows
+        self.corr.retie(rows, self.ids[chosen])
+        self.lm_vids[rows] = torch.as_tensor(chosen)[:, None]
+        self.lm_w[rows] = torch.tensor([1.0, 0.0, 0.0])
 
     def vertices(self, coeffs: dict) -> torch.Tensor:
         v = self.mean.reshape(-1)
@@ -221,7 +241,7 @@ def _landmark_system(sub: _Sub, corr: Correspondences, cam: Camera, coeffs: dict
 
 
 def _landmark_gauss_newton(sub: _Sub, corr: Correspondences, cam: Camera, coeffs: dict, sigma_lm: float,
-                           expr_sigma: float, steps: int = 6):
+                           options: FitOptions, steps: int = 6):
     """Pose, shape and expression MAP from the landmarks, jointly (bounded Gauss-Newton).
 
     Alternating pose and shape converges slowly here (a turned head and an asymmetric face, a far
@@ -231,7 +251,10 @@ def _landmark_gauss_newton(sub: _Sub, corr: Correspondences, cam: Camera, coeffs
     from scipy.spatial.transform import Rotation
 
     for _ in range(steps):
-        D, r, pw, lo, hi, names, theta0 = _landmark_system(sub, corr, cam, coeffs, expr_sigma)
+        with torch.no_grad():
+            v = sub.vertices({k: torch.as_tensor(c) for k, c in coeffs.items()})
+        sub.retie_contour(v, cam.R, cam.translation, cam.focal)
+        D, r, pw, lo, hi, names, theta0 = _landmark_system(sub, corr, cam, coeffs, options.expression_sigma)
         K = len(pw)
         # prior rows on the absolute coefficients (θ0 + δ), a light damping on the pose increments
         scale = np.abs(cam.translation[2]) or 1.0
@@ -251,7 +274,7 @@ def _landmark_gauss_newton(sub: _Sub, corr: Correspondences, cam: Camera, coeffs
         step = float(np.abs(delta[K:K + 3]).max())
         if step < 1e-6 and np.abs(delta[:K]).max() < 1e-4:
             break
-    D, r, pw, *_ = _landmark_system(sub, corr, cam, coeffs, expr_sigma)
+    D, r, pw, *_ = _landmark_system(sub, corr, cam, coeffs, options.expression_sigma)
     rss = float((r ** 2).sum())
     # effective parameters: trace of the hat matrix of the last (linearised) solve
     Gd = D.T @ D / sigma_lm ** 2
@@ -325,7 +348,7 @@ def fit_landmarks(model, corr: Correspondences, width: int, height: int, options
         P = sub.landmarks(sub.vertices({})).double().numpy()
     cam.rotation, cam.translation = _pose_from_landmarks(P, corr.points, corr.weight, cam)
     report(progress, 0.15, "shape from landmarks")
-    coeffs, cam, rss, dof = _landmark_gauss_newton(sub, corr, cam, coeffs, sigma, options.expression_sigma)
+    coeffs, cam, rss, dof = _landmark_gauss_newton(sub, corr, cam, coeffs, sigma, options)
     if options.sigma_landmark is None:
         for _ in range(2):
             # weighted RSS / (observations − effective parameters): the noise of a weight-1 point
@@ -333,7 +356,7 @@ def fit_landmarks(model, corr: Correspondences, width: int, height: int, options
             # the weights carry the effective-count factor k; the noise of one point is judged without it
             est = float(np.sqrt(rss / k / max(n_obs - dof, 1.0)))
             sigma = float(np.clip(est, SIGMA_LANDMARK_FLOOR, sigma_max))
-            coeffs, cam, rss, dof = _landmark_gauss_newton(sub, corr, cam, coeffs, sigma, options.expression_sigma)
+            coeffs, cam, rss, dof = _landmark_gauss_newton(sub, corr, cam, coeffs, sigma, options)
     report(progress, 0.3, "shape from landmarks")
     return coeffs, cam, sigma
 
@@ -392,11 +415,13 @@ def _fit_photo(model, image, corr, options, progress, preview) -> FitResult:
     torch.manual_seed(options.seed)
     t_start = time.perf_counter()
     H, W = image.shape[:2]
+    from dataclasses import replace
+
+    # a copy: the fit re-ties the contour landmarks as the pose changes
+    corr = replace(corr, vids=corr.vids.copy(), w=corr.w.copy())
     total = float(np.sum(corr.weight))
     if options.effective_landmarks and total > options.effective_landmarks:
-        from dataclasses import replace
-
-        corr = replace(corr, weight=corr.weight * (options.effective_landmarks / total))
+        corr.weight = corr.weight * (options.effective_landmarks / total)
         corr.count_factor = options.effective_landmarks / total
     sub = _Sub(model, corr)
     report(progress, 0.05, "pose from landmarks")
@@ -522,8 +547,10 @@ def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, s
             sigma_i = sig_hi * (sig_lo / sig_hi) ** progress_frac  # geometric decay high → low
             if vis is None or it % 20 == 0:  # visibility changes slowly; the z-buffer is the costly part
                 with torch.no_grad():
-                    _, vc, xy, depth = geometry()
+                    v, vc, xy, depth = geometry()
                     vis = visibility(vc, xy, depth)
+                    R_now = axis_angle_to_matrix(rot).double().numpy()
+                    sub.retie_contour(v, R_now, (trans0 + dtrans * scale).numpy(), f)
             opt.zero_grad()
             v, vc, xy, depth = geometry()
             n = vertex_normals_torch(vc, sub.faces)

@@ -37,6 +37,10 @@ MP_TO_IBUG68: tuple[tuple[int, ...], ...] = (
     (78,), (82,), (13,), (312,), (308,), (317,), (14,), (87,),
 )
 IBUG68_EYE_OUTER = (36, 45)
+# MediaPipe's FACEMESH_FACE_OVAL: points on the face's outline, which depend on the view (a turned
+# face shows another part of the cheek as its outline), so no fixed surface point matches them.
+FACE_OVAL = (10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251, 284,
+             288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454)
 IBUG68_BROWS = tuple(range(17, 27))  # outer eye corners: the inter-ocular distance of the 300-W benchmark
 
 _lock = threading.Lock()
