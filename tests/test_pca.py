@@ -77,6 +77,19 @@ def test_sampling_matches_prior_statistics(small_model):
     assert ((e >= 0) & (e <= 1)).all() and e.any()
 
 
+def test_random_expressions_are_a_few_moderate_blendshapes_never_opposed(ict_model):
+    """Random on the expression tab drew all 53 blendshapes at once: a grotesque, self-intersecting face."""
+    from studio.core.expressions import opposed_both_on
+
+    g = next(g for g in ict_model.groups if g.prior == "box")
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        e = ict_model.sample(rng, only=[g.name])[g.name]
+        on = np.flatnonzero(e)
+        assert 1 <= len(on) <= 6 and e.max() <= 0.6 + 1e-9 and e[on].min() >= 0.2 - 1e-9
+        assert not opposed_both_on(g.names, e, threshold=0.0)
+
+
 def test_params_validation(small_model):
     with pytest.raises(StudioError, match="has 2 values, the model expects 6"):
         small_model.mesh({"shape": [1, 2]})
@@ -155,3 +168,31 @@ def test_pickled_arrays_are_refused(small_model, tmp_path):
 def test_different_models_have_independent_bases():
     a, b = make_model(seed=1), make_model(seed=2)
     assert not np.allclose(a.basis("shape"), b.basis("shape"))
+
+
+def test_shape_directions_are_named_by_what_they_change(ict_model):
+    """PC1…PC100 said nothing; each direction is labelled by the measures it changes most at +1σ."""
+    from studio.core.direction_labels import labels
+
+    out = labels(ict_model, "shape")
+    assert len(out) == 100 and all(x.label.startswith(x.name) for x in out)
+    assert sum("·" in x.label for x in out) >= 70  # the rest change no measure by 0.2 %
+    pc1 = out[0]
+    assert pc1.label == "PC1 · size ↓, head length ↓"  # ICT's first component: a smaller head overall
+    m, mm_per_sigma, rel = pc1.changes[0]
+    assert m == "head length" and rel < -0.05
+    assert "mm" in pc1.tooltip(10.0)
+
+
+def test_expressions_group_by_region_with_left_right_partners(ict_model):
+    from studio.core.expressions import partner, regions
+
+    g = next(g for g in ict_model.groups if g.prior == "box")
+    groups = dict(regions(g.names))
+    assert list(groups) == ["Brows", "Eyes", "Cheeks", "Nose", "Jaw", "Mouth"]
+    assert sum(map(len, groups.values())) == 53
+    assert all(g.names[i].startswith("brow") for i in groups["Brows"])
+    names = list(g.names)
+    assert names[partner(names, names.index("mouthSmile_L"))] == "mouthSmile_R"
+    assert partner(names, names.index("jawLeft")) is None  # jawLeft/jawRight oppose; they are not two sides
+    assert regions(["PC1", "PC2"]) == [("Other", [0, 1])]

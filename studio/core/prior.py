@@ -10,6 +10,7 @@ from typing import Iterable, Mapping
 import numpy as np
 from scipy import stats
 
+from studio.core import expressions
 from studio.core.errors import StudioError
 from studio.core.facemodel import ParamGroup, Params
 
@@ -75,8 +76,10 @@ def sample(groups: Iterable[ParamGroup], rng: np.random.Generator, scale: float 
            only: Iterable[str] | None = None) -> Params:
     """Draw from the prior: normal groups with σ·scale, box groups uniform in their box.
 
-    By default only normal groups are drawn (a face with every blendshape at a random weight is
-    not a plausible face); name groups in ``only`` to choose. Groups not drawn stay at zero.
+    By default only normal groups are drawn; name groups in ``only`` to choose. A box group (the
+    blendshapes) drawn gets a plausible expression — a few blendshapes at moderate weights, never
+    two that oppose each other (core/expressions.py): every blendshape at a uniform random weight
+    at once made a self-intersecting, grotesque face. Groups not drawn stay at zero.
     """
     groups = list(groups)
     only = {g.name for g in groups if g.prior == "normal"} if only is None else set(only)
@@ -87,5 +90,5 @@ def sample(groups: Iterable[ParamGroup], rng: np.random.Generator, scale: float 
         elif g.prior == "normal":
             out[g.name] = rng.standard_normal(g.size) * g.sigma * scale
         else:
-            out[g.name] = rng.uniform(g.lower, g.upper)
+            out[g.name] = expressions.plausible_random(g.names, g.lower, g.upper, rng)
     return out

@@ -8,7 +8,7 @@ Three terms make the MAP estimate prefer what faces do:
 * sparsity — an L1 term λ₁·Σwⱼ (weights are ≥ 0, so it is linear): an expression is a few
   active muscles, not all of them a little;
 * a Gaussian shrinkage wⱼ²/σ_e² toward neutral;
-* exclusion — pairs that oppose each other (eyeWide/eyeSquint, jawLeft/jawRight, …) pay
+* exclusion — pairs that oppose each other (core/expressions.py: eyeWide/eyeSquint, …) pay
   μ·wₐ·w_b, linearised at the current estimate each iteration (the weight of one raises the
   price of the other).
 
@@ -19,25 +19,6 @@ badly (wet, dark, occluded), so there they weigh little and cannot drive the exp
 from __future__ import annotations
 
 import numpy as np
-
-# Opposing blendshapes (ARKit names, the same side unless the shape has no side).
-OPPOSED = (("eyeWide", "eyeSquint"), ("eyeWide", "eyeBlink"), ("eyeLookUp", "eyeLookDown"),
-           ("eyeLookIn", "eyeLookOut"), ("browDown", "browInnerUp"), ("browDown", "browOuterUp"),
-           ("mouthSmile", "mouthFrown"), ("mouthPucker", "mouthStretch"), ("mouthRollUpper", "mouthShrugUpper"),
-           ("mouthRollLower", "mouthShrugLower"), ("jawLeft", "jawRight"), ("mouthLeft", "mouthRight"),
-           ("mouthClose", "jawOpen"), ("cheekPuff", "cheekSquint"))
-
-
-def opposed_pairs(names) -> np.ndarray:
-    """(P, 2) index pairs of opposed blendshapes among ``names``."""
-    index = {n: i for i, n in enumerate(names)}
-    out = []
-    for a, b in OPPOSED:
-        for side in ("", "_L", "_R"):
-            if a + side in index and b + side in index:
-                out.append((index[a + side], index[b + side]))
-    return np.asarray(out, np.int64).reshape(-1, 2)
-
 
 def linear_terms(w: np.ndarray, pairs: np.ndarray, l1: float, exclusion: float) -> np.ndarray:
     """Gradient of λ₁Σw + μΣ wₐw_b at ``w`` (the price per unit of each weight this iteration)."""

@@ -40,6 +40,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from studio.core.errors import FitFailed, StudioError
+from studio.core.expressions import opposed_pairs
 from studio.core.facemodel import UNIT_TO_MM, Params
 from studio.core.fitting import align, expression_prior, rigid
 from studio.core.fitting.align import Similarity, Target
@@ -242,7 +243,7 @@ def prepare(model, region: str = "face") -> _Prepared:
     lm = None if ids is None or len(ids) != 68 else np.asarray(model.mean, float)[np.asarray(ids, np.int64)]
     unreliable = expression_prior.unreliable_vertices(mean, lm)
     box_cols = np.concatenate([np.arange(a, b) for g, a, b in columns if g.prior == "box"] or [np.zeros(0, int)])
-    opposed = np.concatenate([expression_prior.opposed_pairs(g.names) + a for g, a, b in columns if g.prior == "box"]
+    opposed = np.concatenate([opposed_pairs(g.names) + a for g, a, b in columns if g.prior == "box"]
                              or [np.zeros((0, 2), int)])
     prep = _Prepared(verts, faces, border, spacing, incident_triangles(faces, len(verts)), mean, basis, columns, cat(lower), cat(upper), cat(prior),
                      cat(normal, bool), cat(rank, int), cat(gsize, int), target, face_subset, unreliable,

@@ -104,9 +104,9 @@ def plausibility(model, params: dict, v: Verdict) -> None:
                 i = int(np.argmax(np.abs(z)))
                 v.reasons.append(f"{g.name} {g.names[i]} is at {z[i]:+.1f}σ")
         elif g.prior == "box" and g.size and g.affects == "position":
-            from studio.core.fitting.expression_prior import opposed_pairs
+            from studio.core.expressions import opposed_both_on
 
-            both = [(g.names[i], g.names[j]) for i, j in opposed_pairs(g.names) if min(a[i], a[j]) > 0.5]
+            both = opposed_both_on(g.names, a)
             v.evidence[f"{g.name}_max"] = float(a.max()) if a.size else 0.0
             if both:
                 v.reasons.append("opposed blendshapes both on: " + ", ".join(f"{x}+{y}" for x, y in both))
