@@ -137,6 +137,7 @@ def _detector_trial(model, emb, regions, mm, a, i) -> dict:
         return row
     row["s"] = time.perf_counter() - t0
     row["detected"] = True
+    row["detector"] = fit.detector
     row.update(_shape_errors(model, np.asarray(fit.vertices, float), photo.vertices, regions, mm, "fit"))
     if truth68 is not None:
         true_px = photo.camera.project(truth68)[0]
@@ -172,7 +173,7 @@ def _summarise(model, rows, regions, a) -> dict:
     head = f"face_rms_mm_{HEADLINE}"
     better = sum(r[f"fit_{head}"] < r[f"mean_face_{head}"] for r in ok)
     result = {"bench": "photo", "model": model.name, "photos": a.count, "size_px": a.size,
-              "detector": "MediaPipe Face Mesh (as studio fit photo)", "detected": len(ok),
+              "detector": ", ".join(sorted({r["detector"] for r in ok})) + " (as studio fit photo)", "detected": len(ok),
               "headline_alignment": HEADLINE, "alignments": ALIGNMENTS, "iterations": a.iterations,
               "expressions_per_face": a.expressions,
               "fit": {k: mean(f"fit_{rn}_rms_mm_{al}") for rn in regions for al in ALIGNMENTS

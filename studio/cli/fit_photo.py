@@ -21,6 +21,9 @@ def add_command(fsub) -> None:
     p.add_argument("--mesh", help="textured mesh: FACE.obj (+ .mtl + .png) or FACE.glb (vertex colours)")
     p.add_argument("--overlay", help="PNG of the fitted face over the photo with the landmarks")
     p.add_argument("--face", type=int, help="which face when the photo shows several (1 = largest)")
+    p.add_argument("--detector", choices=("auto", "mediapipe", "dlib", "both"), default="auto",
+                   help="landmark source: Face Mesh (478 points), dlib (the 68 of 300-W), or both, the 68 averaged "
+                        "(auto: both when dlib-bin and face-recognition-models are installed)")
     p.add_argument("--landmarks-only", action="store_true", help="stop after the landmark fit (fast)")
     p.add_argument("--iterations", type=int, default=150, help="analysis-by-synthesis iterations")
     p.add_argument("--focal", type=float, help="focal length in pixels (default 1.4 × the longer side)")
@@ -45,7 +48,7 @@ def cmd_fit_photo(a) -> int:
     check_outputs([a.out, a.mesh, a.overlay], a.force)
     model = open_model(a.model)
     options = FitOptions(focal=a.focal, landmarks_only=a.landmarks_only, iterations=a.iterations)
-    fit = _run("fitting", fit_photo_job, model, a.image, a.face, options)
+    fit = _run("fitting", fit_photo_job, model, a.image, a.face, options, detector=a.detector)
     written = write_outputs(model, fit, a.out, a.mesh, a.overlay, a.force)
     s = fit.summary()
     cam = fit.result.camera.as_json()

@@ -12,7 +12,7 @@ from studio.core.atomic import check_writable
 from studio.core.errors import StudioError
 from studio.core.photo import embedding
 from studio.core.photo.fit import FitOptions, FitResult, fit_photo
-from studio.core.photo.landmarks import IBUG68_EYE_OUTER, detect_one, ibug68_from_mediapipe, load_photo, prepare_image
+from studio.core.photo.landmarks import IBUG68_BROWS, IBUG68_EYE_OUTER, detect_one, ibug68_from_mediapipe, load_photo, prepare_image
 from studio.core.photo.verdict import Verdict, judge
 from studio.core.progress import report, scaled
 
@@ -22,12 +22,13 @@ class PhotoFit:
     model_name: str
     image: np.ndarray  # the photo as fitted (uint8; scaled down when it was huge)
     image_scale: float  # photo pixels per fitted-image pixel (1 unless scaled down)
-    mediapipe_px: np.ndarray  # (478, 2) detected points, fitted-image pixels
+    mediapipe_px: np.ndarray | None  # (478, 2) Face Mesh's points, fitted-image pixels (None: dlib alone)
     result: FitResult
     vertices: np.ndarray  # the fitted face (model coordinates)
     landmarks68_px: np.ndarray | None  # fitted model's 68 iBUG points, photo pixels
-    detected68_px: np.ndarray  # MediaPipe's points mapped to the 68, photo pixels
+    detected68_px: np.ndarray  # the detected 68 the fit used, photo pixels
     verdict: Verdict | None = None  # whether the fit can be trusted (photo/verdict.py)
+    detector: str = "mediapipe"  # which landmark source(s): mediapipe, dlib, mediapipe+dlib
 
     @property
     def interocular_px(self) -> float:
@@ -41,7 +42,7 @@ class PhotoFit:
         return np.linalg.norm(self.landmarks68_px - self.detected68_px, axis=1)
 
     def summary(self) -> dict:
-        out = {"model": self.model_name, "landmarks_fitted": int(len(self.result.points_px)),
+        out = {"model": self.model_name, "detector": self.detector, "landmarks_fitted": int(len(self.result.points_px)),
                "landmark_rms_px": float(np.sqrt(np.mean(self.result.landmark_error_px ** 2)) * self.image_scale),
                "interocular_px": self.interocular_px, "timings_s": self.result.timings}
         e = self.errors68()
@@ -55,11 +56,17 @@ class PhotoFit:
         return out
 
 
+DETECTORS = ("auto", "mediapipe", "dlib", "both")  # auto: both when dlib is installed
+
+
 def fit_photo_job(model, photo, face: int | None = None, options: FitOptions | None = None, progress=None,
-                  preview=None) -> PhotoFit:
-    """``photo``: a path or an (H, W, 3) array. ``face``: 1-based, largest first, when there are several."""
+                  preview=None, detector: str = "auto") -> PhotoFit:
+    """``photo``: a path or an (H, W, 3) array. ``face``: 1-based, largest first, when there are several.
+    ``detector``: one of DETECTORS (dlib68.py says what each does best)."""
     if getattr(model, "kind", "") != "pca":
         raise StudioError("photo fitting needs a linear (PCA) model")
+    if detector not in DETECTORS:
+        raise StudioError(f"unknown detector '{detector}' (choose from {', '.join(DETECTORS)})")
     if isinstance(photo, (str, Path)):
         what = str(photo)
         original = load_photo(photo)  # already scaled down when huge
@@ -71,17 +78,42 @@ def fit_photo_job(model, photo, face: int | None = None, options: FitOptions | N
     image = original
     scale = h0 / image.shape[0]
     report(progress, 0.01, "finding the face")
-    points = detect_one(image, face, what)
+    points, lm68, used = _detect(image, face, what, detector)
     emb = embedding.load_or_compute(model, scaled(progress, 0.02, 0.08))
-    corr = embedding.correspondences(model, emb, points)
+    corr = embedding.correspondences(model, emb, points, ibug68_points=lm68)
     res = fit_photo(model, image, corr, options, scaled(progress, 0.08, 1.0), preview)
     vertices = model.vertices(res.params)
-    lm68 = embedding.model_ibug68(model, emb, vertices)
-    fitted68 = None if lm68 is None else res.camera.project(lm68)[0] * scale
-    fit = PhotoFit(model.name, image, scale, points, res, vertices, fitted68, ibug68_from_mediapipe(points) * scale)
+    fitted = embedding.model_ibug68(model, emb, vertices, embedded_brows=points is not None)
+    fitted68 = None if fitted is None else res.camera.project(fitted)[0] * scale
+    fit = PhotoFit(model.name, image, scale, points, res, vertices, fitted68, lm68 * scale, detector=used)
     errors = fit.errors68() if fitted68 is not None else res.landmark_error_px * scale
     fit.verdict = judge(model, res.params, errors, fit.interocular_px)
     return fit
+
+
+def _detect(image, face, what, detector):
+    """(Face Mesh's 478 points or None, the 68 points to fit, which detectors were used)."""
+    from studio.core.photo import dlib68
+
+    use_dlib = detector in ("dlib", "both") or (detector == "auto" and dlib68.available())
+    if detector == "dlib":
+        found = dlib68.detect_faces(image)
+        if not found:
+            raise StudioError(f"dlib finds no face in {what}; try --detector mediapipe")
+        if face is None and len(found) > 1:
+            raise StudioError(f"{what} shows {len(found)} faces; crop it to one face or pick one with --face N "
+                              f"(1 = the largest … {len(found)})")
+        if face is not None and not 1 <= face <= len(found):
+            raise StudioError(f"--face {face} is out of range: {what} shows {len(found)} face(s)")
+        return None, found[(face or 1) - 1][0], "dlib"
+    points = detect_one(image, face, what)
+    mp68 = ibug68_from_mediapipe(points)
+    other = dlib68.match(dlib68.detect_faces(image), mp68) if use_dlib else None
+    if other is None:
+        return points, mp68, "mediapipe"
+    both = (mp68 + other) / 2
+    both[list(IBUG68_BROWS)] = mp68[list(IBUG68_BROWS)]  # Face Mesh's brow midline is the closer (dlib68.py)
+    return points, both, "mediapipe+dlib"
 
 
 def _original_height(path, loaded: np.ndarray) -> int:
@@ -138,7 +170,7 @@ def _blend(model, fit: PhotoFit, alpha: float) -> np.ndarray:
 
 def _face_box(fit: PhotoFit, shape) -> tuple[int, int, int, int]:
     """A square around the detected face with a margin, clipped to the image (x0, y0, x1, y1)."""
-    pts = fit.mediapipe_px
+    pts = fit.mediapipe_px if fit.mediapipe_px is not None else fit.detected68_px / fit.image_scale
     lo, hi = pts.min(0), pts.max(0)
     c, half = (lo + hi) / 2, 0.65 * float(np.max(hi - lo))
     h, w = shape[:2]

@@ -228,7 +228,8 @@ class Correspondences:
         self.w[rows] = (1.0, 0.0, 0.0)
 
 
-def correspondences(model, emb: Embedding, mp_points: np.ndarray, use_ibug68: bool = True) -> Correspondences:
+def correspondences(model, emb: Embedding, mp_points: np.ndarray | None, use_ibug68: bool = True,
+                    ibug68_points: np.ndarray | None = None) -> Correspondences:
     """MediaPipe points of one face → correspondences for the fit.
 
     For models with "ibug68" landmarks the 68 iBUG points (from MediaPipe by the standard table)
@@ -236,16 +237,24 @@ def correspondences(model, emb: Embedding, mp_points: np.ndarray, use_ibug68: bo
     remaining embedded MediaPipe points are added with half weight (denser coverage of cheeks and
     forehead, where the 68 have none), except Face Mesh's own outline points, which no fixed
     vertex matches once the face turns.
+
+    ``ibug68_points``: the 68 points to tie instead of Face Mesh's (another detector's, or the mean
+    of two). Without ``mp_points`` (dlib alone) only the 68 are tied, the brows to the model's own
+    brow vertices.
     """
     from studio.core.photo.landmarks import FACE_OVAL, ibug68_from_mediapipe
 
-    mp_points = np.asarray(mp_points, float)
-    vids = [emb.tri_vertices[emb.valid]]
-    w = [emb.bary[emb.valid]]
-    pts = [mp_points[:N_POINTS][emb.valid]]
-    weight = [np.ones(int(emb.valid.sum()))]
+    dense = mp_points is not None
+    valid = emb.valid if dense else np.zeros(N_POINTS, bool)
+    mp_points = np.asarray(mp_points, float) if dense else np.zeros((N_POINTS, 2))
+    vids = [emb.tri_vertices[valid]]
+    w = [emb.bary[valid]]
+    pts = [mp_points[:N_POINTS][valid]]
+    weight = [np.ones(int(valid.sum()))]
     lm68 = model.meta.landmarks.get("ibug68")
     with_68 = use_ibug68 and lm68 is not None and len(lm68) == 68
+    if not dense and not with_68:
+        raise StudioError(f"model '{model.name}' has no 68 iBUG landmarks to tie a 68-point detector's points to")
     if with_68:
         in_table = np.zeros(N_POINTS, bool)
         in_table[[i for ix in MP_TO_IBUG68 for i in ix]] = True
@@ -255,13 +264,14 @@ def correspondences(model, emb: Embedding, mp_points: np.ndarray, use_ibug68: bo
         oval[list(FACE_OVAL)] = True
         # The brows are Face Mesh's brow contours on both sides (the model's own brow vertices sit
         # where its artist put them, not where the 68-point convention does): full weight there.
-        weight[0] = np.where(brow[emb.valid], 1.0, np.where(in_table[emb.valid] | oval[emb.valid], 0.0, 0.5))
+        weight[0] = np.where(brow[valid], 1.0, np.where(in_table[valid] | oval[valid], 0.0, 0.5))
         lm68 = np.asarray(lm68, np.int64)
         vids.append(np.repeat(lm68[:, None], 3, 1))
         w.append(np.tile([1.0, 0.0, 0.0], (68, 1)))
-        pts.append(ibug68_from_mediapipe(mp_points))
+        pts.append(np.asarray(ibug68_points, float) if ibug68_points is not None else ibug68_from_mediapipe(mp_points))
         w68 = np.ones(68)
-        w68[list(IBUG68_BROWS)] = 0.0
+        if dense:
+            w68[list(IBUG68_BROWS)] = 0.0
         weight.append(w68)
     keep = np.concatenate(weight) > 0
     corr = Correspondences(np.concatenate(vids)[keep], np.concatenate(w)[keep], np.concatenate(pts)[keep],
@@ -280,14 +290,18 @@ def _contour(model, lm68: np.ndarray, rows: np.ndarray) -> Contour:
                          np.asarray(model.mean, float)[lm68[30]])
 
 
-def model_ibug68(model, emb: Embedding, vertices: np.ndarray) -> np.ndarray | None:
+def model_ibug68(model, emb: Embedding, vertices: np.ndarray, embedded_brows: bool = True) -> np.ndarray | None:
     """The model's 68 iBUG points on a face of it (model coordinates): its own landmark vertices, the
-    brows from the embedded Face Mesh brow contours (as the fit matches them); None without them."""
+    brows from the embedded Face Mesh brow contours (as the fit matches them, unless
+    ``embedded_brows`` is off: a fit without Face Mesh ties them to the brow vertices); None
+    without them."""
     lm68 = model.meta.landmarks.get("ibug68")
     if lm68 is None or len(lm68) != 68:
         return None
     vertices = np.asarray(vertices, float)
     out = vertices[np.asarray(lm68, np.int64)].copy()
+    if not embedded_brows:
+        return out
     on_face = emb.points(vertices)
     for b in IBUG68_BROWS:
         ix = list(MP_TO_IBUG68[b])
