@@ -5,8 +5,11 @@ failed, status 3."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 from studio import __version__
 from studio.core.errors import FitFailed, StudioError
@@ -36,11 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     _thread_env_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
+    _sweep_temp_folders()
     try:
         if args.command is None:
             from studio.cli.window import run_window
-            return run_window(args)
-        return int(args.func(args) or 0)
+            return run_window(args)  # the window handles its own signals
+        with _signals_end_the_command():
+            return int(args.func(args) or 0)
+    except Terminated as e:
+        print("studio: terminated", file=sys.stderr)
+        return 128 + e.signum
     except FitFailed as e:
         print(f"studio: fit failed: {e}", file=sys.stderr)
         return FitFailed.exit_status
@@ -59,6 +67,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"studio: internal error: {e.__class__.__name__}: {e} (set STUDIO_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 1
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP as an exception: like KeyboardInterrupt, not caught by ``except Exception``."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_end_the_command():
+    """Python's default for SIGTERM is to die on the spot, leaving temporary folders (an ICT import
+    unpacks 300 MB) and temporary files behind. Raised as an exception in the main thread, where
+    the commands run, it unwinds through every ``finally`` and ``with`` instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum, _frame):
+        raise Terminated(signum)
+
+    # A signal the parent set to be ignored (nohup) stays ignored.
+    wanted = [s for s in ("SIGTERM", "SIGHUP")
+              if hasattr(signal, s) and signal.getsignal(getattr(signal, s)) is not signal.SIG_IGN]
+    previous = {s: signal.signal(getattr(signal, s), handler) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(getattr(signal, s), h)
+
+
+def _sweep_temp_folders() -> None:
+    """Remove the temporary folders of studio processes that were killed (kill -9 runs no cleanup)."""
+    from studio.core import tempdirs
+
+    tempdirs.sweep_stale()
 
 
 def _thread_env_defaults() -> None:

@@ -14,11 +14,12 @@ import json
 import os
 from pathlib import Path
 
+from studio.core import limits
 from studio.core.errors import StudioError
 
-MAX_BYTES = 64 * 1024 * 1024  # the largest JSON the studio reads (a 100k-point landmark file is ~5 MB)
-MAX_DEPTH = 64  # nesting levels; the studio's own documents use fewer than 8
-MAX_NUMBER_CHARS = 64  # digits in one number literal (float64 needs 17 significant digits)
+MAX_BYTES = limits.JSON_BYTES  # the bounds are declared in limits.py with the studio's other size limits
+MAX_DEPTH = limits.JSON_DEPTH
+MAX_NUMBER_CHARS = limits.JSON_NUMBER_CHARS
 
 
 def _depth_ok(text: str, limit: int) -> bool:

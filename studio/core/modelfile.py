@@ -8,13 +8,16 @@ of every array, so loading can check everything and fail with one clear line.
 from __future__ import annotations
 
 import json
-import zipfile
+import math
 from pathlib import Path
 
 import numpy as np
 
+from studio.core import jsonio, limits
 from studio.core.atomic import atomic_path
 from studio.core.errors import StudioError
+from studio.core.modelcheck import check_model
+from studio.core.npzfile import NpzReader
 from studio.core.facemodel import ModelMeta, ParamGroup
 from studio.core.pca import LinearGroup, PCAModel
 
@@ -23,6 +26,7 @@ VERSION = 1
 
 
 def save_model(model: PCAModel, path: str | Path, force: bool = False) -> Path:
+    check_model(model, f"model '{model.name}'")  # never write what load_model would refuse
     arrays: dict[str, np.ndarray] = {"mean": model.mean, "faces": model.faces}
     groups = []
     for lg in model.linear:
@@ -51,54 +55,75 @@ def save_model(model: PCAModel, path: str | Path, force: bool = False) -> Path:
 
 
 def read_header(path: str | Path) -> dict:
-    """Read only the header (cheap: does not touch the large arrays)."""
-    with _open(path) as z:
-        return _header(z, path)
+    """Read the header and check it against every array's own header (cheap: reads no array data)."""
+    with NpzReader(path, "Face Studio model") as z:
+        header = _header(z, Path(path))
+        for key, spec in header["arrays"].items():
+            z.check(key, spec["shape"], spec["dtype"])
+        return header
 
 
 def load_model(path: str | Path) -> PCAModel:
     path = Path(path)
-    with _open(path) as z:
+    with NpzReader(path, "model file") as z:
         header = _header(z, path)
-        arrays = {}
-        for key, spec in header["arrays"].items():
-            if key not in z.files:
-                raise StudioError(f"model file {path} is missing array '{key}'")
-            try:
-                a = z[key]
-            except Exception as e:  # zip CRC errors, truncated members, bad .npy headers
-                raise StudioError(f"model file {path} is damaged (array '{key}': {e})") from None
-            if list(a.shape) != spec["shape"] or str(a.dtype) != spec["dtype"]:
-                raise StudioError(f"model file {path}: array '{key}' is {a.dtype}{list(a.shape)}, "
-                                  f"header says {spec['dtype']}{spec['shape']}")
-            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-                raise StudioError(f"model file {path}: array '{key}' contains NaN or infinite values")
-            arrays[key] = a
-    return _build(header, arrays, path)
+        arrays = {key: z.read(key, spec["shape"], spec["dtype"]) for key, spec in header["arrays"].items()}
+    model = _build(header, arrays, path)
+    check_model(model, f"model file {path}")  # the validator every import ran before writing
+    return model
 
 
-def _open(path):
-    path = Path(path)
-    if not path.is_file():
-        raise StudioError(f"model file {path} does not exist")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise StudioError(f"{path} is not a readable Face Studio model ({e})") from None
-
-
-def _header(z, path) -> dict:
+def _header(z: NpzReader, path: Path) -> dict:
     if "header" not in z.files:
         raise StudioError(f"{path} is not a Face Studio model (no header)")
-    try:
-        header = json.loads(z["header"].tobytes().decode("utf-8"))
-    except Exception:
-        raise StudioError(f"{path}: model header is damaged") from None
+    header = jsonio.expect(jsonio.loads(z.read("header").tobytes(), f"{path}: the model header"), dict,
+                           f"{path}: the model header")
     if header.get("format") != FORMAT:
         raise StudioError(f"{path} is not a Face Studio linear model (format {header.get('format')!r})")
     if header.get("version") != VERSION:
         raise StudioError(f"{path} has format version {header.get('version')}; this studio reads version {VERSION}")
+    _check_schema(header, path)
     return header
+
+
+def _check_schema(h: dict, path: Path) -> None:
+    """Every key ``_build`` and ``models list`` use, with its JSON type; arrays declared consistently."""
+    def need(ok: bool, what: str):
+        if not ok:
+            raise StudioError(f"{path}: model header is damaged ({what})")
+
+    need(isinstance(h.get("name"), str) and isinstance(h.get("unit"), str), "name or unit")
+    need(all(isinstance(h.get(k, ""), str) for k in ("attribution", "source")), "attribution or source")
+    need(isinstance(h.get("materials", []), list) and all(isinstance(m, str) for m in h.get("materials", [])),
+         "materials")
+    arrays = h.get("arrays")
+    need(isinstance(arrays, dict) and "mean" in arrays and "faces" in arrays, "array list")
+    total = 0
+    for key, spec in arrays.items():
+        need(isinstance(spec, dict) and isinstance(spec.get("dtype"), str) and spec["dtype"] in _DTYPES and isinstance(spec.get("shape"), list)
+             and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in spec["shape"]),
+             f"array '{key}'")
+        total += math.prod(spec["shape"]) * np.dtype(spec["dtype"]).itemsize
+    if total > limits.MODEL_BYTES:
+        raise StudioError(f"{path}: the model's arrays add up to {total / limits.GiB:.1f} GiB; the limit is "
+                          f"{limits.MODEL_BYTES / limits.GiB:.0f} GiB")
+    need(len(arrays["mean"]["shape"]) == 2, "mean shape")
+    groups = h.get("groups")
+    need(isinstance(groups, list), "groups")
+    for g in groups:
+        need(isinstance(g, dict) and isinstance(g.get("name"), str) and f"basis.{g['name']}" in arrays, "group")
+        need(isinstance(g.get("names"), list) and isinstance(g.get("prior"), str)
+             and isinstance(g.get("affects"), str), f"group '{g['name']}'")
+        for key in ("sigma", "lower", "upper"):
+            v = g.get(key)
+            need(isinstance(v, list) and len(v) == len(g["names"])
+                 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
+                 f"group '{g['name']}' {key}")
+
+
+# What save_model writes; anything else in a header (object, structured, text dtypes) is refused.
+_DTYPES = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+           "uint64", "bool"}
 
 
 def _build(header: dict, a: dict, path: Path) -> PCAModel:
@@ -106,7 +131,9 @@ def _build(header: dict, a: dict, path: Path) -> PCAModel:
     n = mean.shape[0] if mean.ndim == 2 else -1
     if mean.ndim != 2 or mean.shape[1] != 3:
         raise StudioError(f"{path}: mean must be (n, 3), got {list(mean.shape)}")
-    if faces.ndim != 2 or faces.shape[1] != 3 or faces.size and (faces.min() < 0 or faces.max() >= n):
+    # Checked before PCAModel casts them to int32 (a larger int64 would wrap into range).
+    if faces.dtype.kind not in "iu" or faces.ndim != 2 or faces.shape[1] != 3 or faces.size and (
+            faces.min() < 0 or faces.max() >= n):
         raise StudioError(f"{path}: faces must be (m, 3) indices below {n}")
     linear = []
     for g in header["groups"]:
@@ -117,16 +144,9 @@ def _build(header: dict, a: dict, path: Path) -> PCAModel:
         group = ParamGroup(g["name"], tuple(g["names"]), g["prior"], np.array(g["sigma"]),
                            np.array(g["lower"]), np.array(g["upper"]), g["affects"])
         linear.append(LinearGroup(group, basis))
-    for key in ("color_mean",):
-        if key in a and a[key].shape != (n, 3):
-            raise StudioError(f"{path}: {key} must be ({n}, 3)")
     meta = ModelMeta(unit=header["unit"], attribution=header.get("attribution", ""),
                      source=header.get("source", ""),
                      regions={k[7:]: v for k, v in a.items() if k.startswith("region.")},
                      landmarks={k[10:]: v for k, v in a.items() if k.startswith("landmarks.")})
-    for kind, d in (("region", meta.regions), ("landmarks", meta.landmarks)):
-        for name, idx in d.items():
-            if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise StudioError(f"{path}: {kind} '{name}' has vertex indices outside 0..{n - 1}")
     return PCAModel(header["name"], mean, faces, linear, a.get("color_mean"), a.get("uv"),
                     a.get("face_uv"), a.get("face_material"), tuple(header.get("materials", [])), meta)

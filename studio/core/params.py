@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from studio.core import prior
+from studio.core import jsonio, prior
 from studio.core.atomic import write_text
 from studio.core.errors import StudioError
 from studio.core.facemodel import Params
@@ -40,10 +40,7 @@ def read(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise StudioError(f"parameters file {path} does not exist")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise StudioError(f"{path} is not valid JSON ({e.__class__.__name__}: {e})") from None
+    doc = jsonio.read(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("groups"), dict):
         raise StudioError(f"{path} is not a parameters file: expected an object with \"groups\"")
     if doc.get("format", FORMAT) != FORMAT:
@@ -59,6 +56,31 @@ def load(path: str | Path, model) -> Params:
     """
     doc = read(path)
     try:
-        return prior.check_params(model.groups, doc["groups"])
+        params = prior.check_params(model.groups, doc["groups"])
+        _check_ranges(model.groups, params)
     except StudioError as e:
         raise StudioError(f"{path}: {e}") from None
+    return params
+
+
+# Far beyond any face (a fit ends within a few σ), yet small enough that α·B stays finite in float32.
+MAX_SIGMAS = 1000.0
+
+
+def _check_ranges(groups, params: Params) -> None:
+    """A box-prior group (blendshape weights) is defined only on [lower, upper]: a weight of 7 is
+    not a face of the model, so a file holding one is refused rather than drawn extrapolated.
+    A normal group is unbounded in principle; ±MAX_SIGMAS σ keeps the face finite."""
+    for g in groups:
+        v = params[g.name]
+        if g.prior != "box":
+            bad = np.flatnonzero(np.abs(v) > MAX_SIGMAS * g.sigma)
+            if bad.size:
+                raise StudioError(f"'{g.name}' value {g.names[bad[0]]} is {v[bad[0]]:g}, more than "
+                                  f"{MAX_SIGMAS:g} standard deviations from the mean")
+            continue
+        bad = np.flatnonzero((v < g.lower - 1e-9) | (v > g.upper + 1e-9))
+        if bad.size:
+            i = int(bad[0])
+            raise StudioError(f"'{g.name}' weight {g.names[i]} is {v[i]:g}, outside its range "
+                              f"[{g.lower[i]:g}, {g.upper[i]:g}]")

@@ -42,12 +42,15 @@ class PCAModel:
     kind: str = "pca"
 
     def __post_init__(self):
-        self.mean = np.ascontiguousarray(self.mean, dtype=np.float32)
-        self.faces = np.ascontiguousarray(self.faces, dtype=np.int32)
-        for lg in self.linear:
-            lg.basis = np.ascontiguousarray(lg.basis, dtype=np.float32)
-        if self.color_mean is not None:
-            self.color_mean = np.ascontiguousarray(self.color_mean, dtype=np.float32)
+        # A finite float64 beyond float32's range becomes inf here; modelcheck.check_model reports it
+        # as one line, so numpy's overflow warning would only add a second, confusing one.
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.mean = np.ascontiguousarray(self.mean, dtype=np.float32)
+            self.faces = np.ascontiguousarray(self.faces, dtype=np.int32)
+            for lg in self.linear:
+                lg.basis = np.ascontiguousarray(lg.basis, dtype=np.float32)
+            if self.color_mean is not None:
+                self.color_mean = np.ascontiguousarray(self.color_mean, dtype=np.float32)
         self._by_name = {lg.group.name: lg for lg in self.linear}
 
     # -- FaceModel protocol -------------------------------------------------------------------

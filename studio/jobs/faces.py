@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from studio.core import params as params_io
-from studio.core.atomic import atomic_path, check_writable
+from studio.core.atomic import atomic_path, check_writable, ensure_folder
 from studio.core.errors import StudioError
 from studio.core.export import export_mesh
 from studio.core.interpolate import lerp
@@ -37,7 +37,7 @@ def _outputs(out_dir: Path, stems: Sequence[str], fmt: str, force: bool) -> list
     """Plan every output file first, so a refusal happens before anything is written."""
     if fmt not in MESH_FORMATS:
         raise StudioError(f"unknown mesh format '{fmt}' (choose from {', '.join(MESH_FORMATS)})")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out_dir)
     plan = [(out_dir / f"{s}.{fmt}", out_dir / f"{s}.json") for s in stems]
     for pair in plan:
         for p in pair:

@@ -8,11 +8,11 @@ iteration; ``on_update(params, to_model)`` receives every intermediate estimate.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from studio.core import jsonio
 from studio.core import params as params_io
 from studio.core.atomic import check_writable, write_bytes
 from studio.core.errors import StudioError
@@ -30,12 +30,7 @@ def read_landmarks(path: str | Path) -> dict:
         {"vertices": [1234, 567, ...], "points": [[x, y, z], ...]}   (explicit model vertex ids)
     """
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StudioError(f"landmarks file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise StudioError(f"cannot read landmarks {path.name}: {e.__class__.__name__}: {e}") from None
+    doc = jsonio.read(path, f"landmarks file {path}")
     if not isinstance(doc, dict) or not isinstance(doc.get("points"), list):
         raise StudioError(f"{path.name}: expected {{\"set\" or \"vertices\", \"points\": [[x, y, z], ...]}}")
     pts = []

@@ -7,6 +7,7 @@ from pathlib import Path
 from studio.core import store
 from studio.core.errors import StudioError
 from studio.core.importers import import_model
+from studio.core.modelcheck import check_model
 from studio.core.modelfile import save_model
 from studio.core.progress import report, scaled
 
@@ -14,11 +15,12 @@ from studio.core.progress import report, scaled
 def import_job(src: str | Path, name: str | None = None, fmt: str = "auto", force: bool = False,
                progress=None) -> Path:
     name = store.check_name(name or default_name(src))
-    if store.exists(name) and not force:
-        raise StudioError(f"a model named '{name}' exists already; choose another --name or pass --force")
+    store.check_new(name, force)  # refused before the long work; checked again under the lock
     model = import_model(src, name, fmt, progress=scaled(progress, 0.0, 0.9))
+    check_model(model, str(src))  # as the loader will, before anything in the store is replaced
     report(progress, 0.95, "writing model file")
-    path = save_model(model, store.prepare(name, force) / store.MODEL_FILE, force=True)
+    with store.claim(name, force) as d:
+        path = save_model(model, d / store.MODEL_FILE, force=True)
     report(progress, 1.0, "done")
     return path
 
@@ -28,8 +30,7 @@ def build_job(folder: str | Path, name: str, components: int | None = None, vari
     from studio.core import build
 
     store.check_name(name)
-    if store.exists(name) and not force:
-        raise StudioError(f"a model named '{name}' exists already; choose another --name or pass --force")
+    store.check_new(name, force)  # refused before the long work; checked again under the lock
     if components is not None and variance is not None:
         raise StudioError("give --components or --variance, not both")
     v, faces, colors, uvs, _names = build.read_registered_meshes(folder, progress=scaled(progress, 0, 0.7))
@@ -38,9 +39,10 @@ def build_job(folder: str | Path, name: str, components: int | None = None, vari
                                        variance=variance, align=align, unit=unit,
                                        attribution=f"Built by Face Studio from {len(v)} registered scans in {folder}",
                                        progress=scaled(progress, 0.7, 0.9))
-    d = store.prepare(name, force)
-    path = save_model(model, d / store.MODEL_FILE, force=True)
-    build.write_spectrum_png(rep, d / "spectrum.png", force=True)
+    check_model(model, str(folder))
+    with store.claim(name, force) as d:
+        path = save_model(model, d / store.MODEL_FILE, force=True)
+        build.write_spectrum_png(rep, d / "spectrum.png", force=True)
     report(progress, 1.0, "done")
     return path, rep
 

@@ -20,7 +20,6 @@ the model's size wins.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from studio.core import jsonio
 from studio.core.errors import StudioError
 from studio.core.facemodel import UNIT_TO_MM
 
@@ -295,16 +295,13 @@ def read_intrinsics(depth_path: Path, intrinsics: str | os.PathLike | None) -> d
                               f"K.json or put {depth_path.stem}.json beside it ({{\"fx\", \"fy\", \"cx\", \"cy\", "
                               "\"depth_scale\"})")
     p = Path(intrinsics)
-    try:
-        k = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise StudioError(f"cannot read intrinsics {p.name}: {e.__class__.__name__}: {e}") from None
+    k = jsonio.read(p, f"intrinsics {p}")
     if not isinstance(k, dict):
         raise StudioError(f"intrinsics {p.name} must be a JSON object with fx, fy, cx, cy")
     out = {}
     for key in ("fx", "fy", "cx", "cy"):
         v = k.get(key)
-        if not isinstance(v, (int, float)) or not np.isfinite(v):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(float(v)):
             raise StudioError(f"intrinsics {p.name}: '{key}' must be a number")
         out[key] = float(v)
     if out["fx"] <= 0 or out["fy"] <= 0:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import tarfile
-import zipfile
 from pathlib import Path
 
+import numpy as np
+
+from studio.core import archive
 from studio.core.errors import StudioError
 
 FORMATS = ("auto", "ict", "bfm", "flame")
@@ -25,17 +26,10 @@ def detect_format(src: str | Path) -> str:
         return "bfm"
     if name.endswith(".pkl"):
         return "flame"
-    if zipfile.is_zipfile(src) or _is_tar(src):
+    if archive.is_archive(src):
         return "ict"
     raise StudioError(f"cannot tell the model format of {src}: expected an ICT-FaceKit folder/zip/tar, "
                       "a BFM .h5/.mat or a FLAME .pkl (or pass --format)")
-
-
-def _is_tar(src: Path) -> bool:
-    try:
-        return tarfile.is_tarfile(src)
-    except OSError:
-        return False
 
 
 def import_model(src: str | Path, name: str, fmt: str = "auto", progress=None):
@@ -45,6 +39,13 @@ def import_model(src: str | Path, name: str, fmt: str = "auto", progress=None):
     fmt = detect_format(src) if fmt == "auto" else fmt
     if not Path(src).exists():
         raise StudioError(f"{src} does not exist")
+    # Values finite in the file can overflow float32 while importing; modelcheck.check_model reports
+    # that as one line, so numpy's warnings would only print confusing extra lines before it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _import(src, name, fmt, progress)
+
+
+def _import(src, name: str, fmt: str, progress):
     if fmt == "ict":
         from studio.core.importers.ict import load_ict
         return load_ict(src, name, progress=progress)

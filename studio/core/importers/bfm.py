@@ -11,12 +11,12 @@ The BFM licence forbids redistribution, so these only ever read a file the user 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
+from studio.core import jsonio
 from studio.core.errors import StudioError
 from studio.core.facemodel import ModelMeta, ParamGroup
 from studio.core.pca import LinearGroup, PCAModel
@@ -165,7 +165,7 @@ def _statismo_landmarks(f, mean: np.ndarray) -> dict[str, np.ndarray]:
 def _parse_landmark_json(text: str) -> list[tuple[str, list[float]]]:
     # Scalismo's landmark JSON: [{"id": "center.nose.tip", "coordinates": [x, y, z], ...}, ...]
     out = []
-    for item in json.loads(text):
+    for item in jsonio.loads(text, "the landmarks in metadata/landmarks/json"):
         coords = [float(c) for c in item["coordinates"]]
         if len(coords) == 3:
             out.append((str(item["id"]), coords))

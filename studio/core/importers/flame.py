@@ -4,6 +4,8 @@ FLAME is published as a Python-2 pickle whose arrays are often chumpy ``Ch`` obj
 runs code named by the file, so it is read with a restricted unpickler: only the numpy/scipy
 reconstruction functions a FLAME file actually needs are allowed, chumpy classes become inert
 stubs (chumpy is never imported, and need not be installed), and any other reference is refused.
+Even the allowed numpy names never reach numpy: they build plain-data placeholders that become
+arrays only after their dtype, shape and byte count have been checked (see ``_to_array``).
 
 The linear part of FLAME is  vertices = v_template + shapedirs · [β; ψ]: the first directions of
 ``shapedirs`` are identity shape, the last 100 expression. FLAME's shapedirs are already scaled
@@ -13,11 +15,14 @@ skinning weights) is articulation, not part of the linear model, and is ignored 
 
 from __future__ import annotations
 
+import io
+import math
 import pickle
 from pathlib import Path
 
 import numpy as np
 
+from studio.core import limits
 from studio.core.errors import StudioError
 from studio.core.facemodel import ModelMeta, ParamGroup
 from studio.core.pca import LinearGroup, PCAModel
@@ -86,12 +91,16 @@ def _array(data: dict, key: str, path: Path) -> np.ndarray:
     if isinstance(value, _ChumpyStub):
         state = value.__dict__.get("state")
         x = state.get("x") if isinstance(state, dict) else None
-        if not isinstance(x, np.ndarray):
+        if not isinstance(x, _ArrayPlaceholder):
             # A derived chumpy node (e.g. a sum) has no stored value; evaluating it needs chumpy.
             raise StudioError(f"{path}: '{key}' is a {value._origin} without a stored array")
         value = x
-    if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+    if not isinstance(value, _ArrayPlaceholder):
         raise StudioError(f"{path}: '{key}' is not a numeric array")
+    try:
+        value = _to_array(value)
+    except StudioError as e:
+        raise StudioError(f"{path}: '{key}' is not a numeric array: {e}") from None
     if value.dtype.kind == "f" and key == "v_template" and not np.all(np.isfinite(value)):
         raise StudioError(f"{path}: v_template contains NaN or infinite values")
     return value
@@ -158,19 +167,96 @@ def _codecs_encode(text, encoding="utf-8"):
     raise _Refused(f"_codecs.encode with encoding {encoding!r}")
 
 
-# Take numpy's functions from numpy itself (their module moved from numpy.core to numpy._core in
-# numpy 2) instead of importing the names a file asks for.
-_NP_RECONSTRUCT = np.zeros(1).__reduce__()[0]
-_NP_SCALAR = np.float64(0).__reduce__()[0]
-_NP_FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
+# numpy never sees what the pickle says about an array until it has been checked: numpy's own
+# reconstruction (dtype.__setstate__, ndarray.__setstate__) trusts its input, and a dtype with an
+# object field whose flags say "not list-pickled" makes numpy free raw file bytes as PyObject*
+# (SIGSEGV). So the names a FLAME file uses for arrays build inert placeholders holding plain
+# data, and ``_to_array`` turns one into an ndarray only for a plain numeric dtype and a buffer of
+# exactly the right length.
 
-_ALLOWED = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+class _DtypePlaceholder:
+    """numpy.dtype(spec, align, copy) and its BUILD state, kept as data."""
+
+    spec = state = None
+
+    def __init__(self, spec=None, align=False, copy=False):
+        self.spec = spec
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+class _ArrayPlaceholder:
+    """multiarray._reconstruct(ndarray, ...) plus its BUILD state (version, shape, dtype, fortran, data)."""
+
+    state = None
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+class _NdarrayName:
+    """What the name numpy.ndarray resolves to: only ever an argument of ``_reconstruct``."""
+
+
+def _reconstruct(cls, shape=None, typecode=None):
+    if cls is not _NdarrayName:
+        raise _Refused(f"multiarray._reconstruct applied to {getattr(cls, '__name__', cls)!r}")
+    return _ArrayPlaceholder()
+
+
+def _frombuffer(buf, dtype, shape, order):
+    """numpy's protocol-5 array reconstruction, as a placeholder like ``_reconstruct``'s."""
+    a = _ArrayPlaceholder()
+    a.state = (1, shape, dtype, order == "F", buf)
+    return a
+
+
+def _scalar(dtype, data=None):
+    return _ArrayPlaceholder()  # numpy scalars are not part of the linear model; kept inert
+
+
+# Plain numeric types only (Python 2 numpy wrote these spellings); anything else is refused.
+_PLAIN = {f"{k}{n}" for k, sizes in (("f", (2, 4, 8)), ("i", (1, 2, 4, 8)), ("u", (1, 2, 4, 8)), ("b", (1,)))
+          for n in sizes}
+
+
+def _to_dtype(d) -> np.dtype:
+    if not isinstance(d, _DtypePlaceholder) or not isinstance(d.spec, str) or d.spec not in _PLAIN:
+        raise StudioError(f"not a plain numeric dtype ({getattr(d, 'spec', type(d).__name__)!r})")
+    endian = "|"
+    if d.state is not None:  # (version, endian, subarray, names, fields, elsize, alignment, flags)
+        st = d.state
+        if not (isinstance(st, tuple) and len(st) >= 5 and st[1] in ("<", ">", "|", "=")
+                and st[2] is None and st[3] is None and st[4] is None):
+            raise StudioError(f"dtype {d.spec!r} has a structured or unexpected state")
+        endian = st[1]
+    dt = np.dtype(d.spec)
+    return dt.newbyteorder(endian) if endian in "<>" else dt
+
+
+def _to_array(a) -> np.ndarray:
+    """An ndarray from a placeholder whose every part has been checked; StudioError otherwise."""
+    st = a.state if isinstance(a, _ArrayPlaceholder) else None
+    if not (isinstance(st, tuple) and len(st) == 5 and st[0] == 1):
+        raise StudioError("not a numpy array in the form numpy pickles them")
+    _, shape, dtype, fortran, data = st
+    if not (isinstance(shape, tuple) and len(shape) <= 8 and all(type(k) is int and k >= 0 for k in shape)):
+        raise StudioError(f"array shape {shape!r} is not a list of sizes")
+    dt = _to_dtype(dtype)
+    data = data.encode("latin1") if isinstance(data, str) else data  # Python 2 str, read as latin-1
+    if not isinstance(data, (bytes, bytearray)) or len(data) != math.prod(shape) * dt.itemsize:
+        raise StudioError(f"array data does not match shape {list(shape)} of {dt}")
+    return np.frombuffer(data, dt).reshape(shape, order="F" if fortran is True else "C").copy()
+
+
+_ALLOWED = {("numpy", "ndarray"): _NdarrayName, ("numpy", "dtype"): _DtypePlaceholder,
             ("copy_reg", "_reconstructor"): _reconstructor, ("copyreg", "_reconstructor"): _reconstructor,
             ("_codecs", "encode"): _codecs_encode}
 for _core in ("numpy.core", "numpy._core"):
-    _ALLOWED[(f"{_core}.multiarray", "_reconstruct")] = _NP_RECONSTRUCT
-    _ALLOWED[(f"{_core}.multiarray", "scalar")] = _NP_SCALAR
-    _ALLOWED[(f"{_core}.numeric", "_frombuffer")] = _NP_FROMBUFFER
+    _ALLOWED[(f"{_core}.multiarray", "_reconstruct")] = _reconstruct
+    _ALLOWED[(f"{_core}.multiarray", "scalar")] = _scalar
+    _ALLOWED[(f"{_core}.numeric", "_frombuffer")] = _frombuffer
 for _builtins in ("__builtin__", "builtins"):  # chumpy's state holds sets; stubs derive from object
     _ALLOWED.update({(_builtins, "object"): object, (_builtins, "set"): set, (_builtins, "frozenset"): frozenset})
 
@@ -193,6 +279,9 @@ class _FlameUnpickler(pickle.Unpickler):
             return self._stub(module, name, _SparseStub)
         raise _Refused(f"{module}.{name}")
 
+    def persistent_load(self, pid):
+        raise _Refused("a persistent object id")
+
     def _stub(self, module: str, name: str, base: type) -> type:
         # One subclass per pickled class name, so error messages can say what the object was.
         key = (module, name)
@@ -203,8 +292,15 @@ class _FlameUnpickler(pickle.Unpickler):
 
 def _unpickle(path: Path):
     try:
-        with open(path, "rb") as fh:
-            return _FlameUnpickler(fh).load()
+        size = path.stat().st_size
+        if size > limits.PICKLE_BYTES:
+            raise StudioError(f"{path} is {size / limits.MiB:.0f} MiB; a FLAME model is far smaller (limit "
+                              f"{limits.PICKLE_BYTES / limits.MiB:.0f} MiB)")
+        # Read whole, so a length field in the pickle can never ask the file layer for more than it holds.
+        data = path.read_bytes()
+        return _FlameUnpickler(io.BytesIO(data)).load()
+    except StudioError:
+        raise
     except _Refused as e:
         raise StudioError(f"FLAME import refuses to load {path}: the pickle references {e}, "
                           "which is not part of a FLAME model") from None

@@ -10,21 +10,18 @@ repository zip, or a tar archive of either.
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import tarfile
-import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from studio.core import archive, jsonio
 from studio.core.errors import StudioError
 from studio.core.facemodel import ModelMeta, ParamGroup
 from studio.core.objio import read_obj, read_obj_vertices
 from studio.core.pca import LinearGroup, PCAModel
 from studio.core.progress import report, scaled
+from studio.core.tempdirs import temp_folder
 
 NEUTRAL = "generic_neutral_mesh.obj"
 ATTRIBUTION = ("ICT Face Model Light from ICT-FaceKit (https://github.com/ICT-VGL/ICT-FaceKit), "
@@ -47,7 +44,7 @@ def load_ict(src: str | Path, name: str, progress=None) -> PCAModel:
     src = Path(src)
     if src.is_dir():
         return _load_folder(_find_model_folder(src), name, progress)
-    with tempfile.TemporaryDirectory(prefix="studio-ict-") as tmp:
+    with temp_folder("ict") as tmp:  # removed on errors and SIGTERM; swept at start-up after kill -9
         folder = _unpack(src, Path(tmp), scaled(progress, 0.0, 0.25))
         return _load_folder(folder, name, scaled(progress, 0.25, 1.0))
 
@@ -72,27 +69,7 @@ def _unpack(src: Path, tmp: Path, progress) -> Path:
             return tmp / parts[-1]
         return None
 
-    try:
-        if zipfile.is_zipfile(src):
-            with zipfile.ZipFile(src) as z:
-                infos = [i for i in z.infolist() if not i.is_dir() and target(i.filename)]
-                for k, info in enumerate(infos):
-                    with z.open(info) as f, open(target(info.filename), "wb") as g:
-                        shutil.copyfileobj(f, g)
-                    report(progress, (k + 1) / len(infos), f"unpacking {Path(info.filename).name}")
-        else:
-            with tarfile.open(src, "r:*") as t:
-                k = 0
-                for m in t:
-                    dest = target(m.name) if m.isfile() else None
-                    if dest is None:
-                        continue
-                    with t.extractfile(m) as f, open(dest, "wb") as g:
-                        shutil.copyfileobj(f, g)
-                    k += 1
-                    report(progress, min(k / 160, 1.0), f"unpacking {dest.name}")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-        raise StudioError(f"{src} is not a readable archive ({e.__class__.__name__}: {e})") from None
+    archive.extract(src, target, progress)
     if not (out / NEUTRAL).is_file():
         raise StudioError(f"{src} holds no FaceXModel/{NEUTRAL}: not an ICT-FaceKit archive")
     return out
@@ -102,7 +79,7 @@ def _load_folder(folder: Path, name: str, progress) -> PCAModel:
     neutral = read_obj(folder / NEUTRAL)
     mean = neutral["vertices"]
     n = mean.shape[0]
-    names = _names(folder)
+    names = _names(folder, n)
     files = [(("shape", f"PC{i + 1}"), folder / f"{ident}.obj") for i, ident in enumerate(names["identities"])]
     files += [(("expression", e), folder / f"{e}.obj") for e in names["expressions"]]
     deltas = {"shape": [], "expression": []}
@@ -122,8 +99,8 @@ def _load_folder(folder: Path, name: str, progress) -> PCAModel:
     readme = folder.parent / "README.md"
     regions = _regions(readme.read_text(errors="replace") if readme.is_file() else "", n)
     landmarks = {}
-    if names.get("landmarks") is not None and len(names["landmarks"]) == 68:
-        landmarks["ibug68"] = np.asarray(names["landmarks"], np.int32)
+    if names["landmarks"] is not None:
+        landmarks["ibug68"] = names["landmarks"]
     license_file = folder.parent / "LICENSE"
     attribution = ATTRIBUTION
     if license_file.is_file():
@@ -134,24 +111,43 @@ def _load_folder(folder: Path, name: str, progress) -> PCAModel:
                     neutral.get("face_material"), tuple(neutral.get("materials") or ()), meta)
 
 
-def _names(folder: Path) -> dict:
+def _names(folder: Path, n: int) -> dict:
     """Identity and expression names from vertex_indices.json, else from the file names."""
     info = folder / "vertex_indices.json"
-    doc = {}
-    if info.is_file():
-        try:
-            doc = json.loads(info.read_text())
-        except json.JSONDecodeError:
-            raise StudioError(f"{info} is not valid JSON") from None
+    doc = jsonio.expect(jsonio.read(info), dict, str(info)) if info.is_file() else {}
     identities = sorted(p.stem for p in folder.glob("identity[0-9][0-9][0-9].obj"))
     if not identities:
         raise StudioError(f"{folder} holds no identityNNN.obj files: not an ICT-FaceKit FaceXModel")
     expressions = doc.get("expressions")
-    if not isinstance(expressions, list):
+    if isinstance(expressions, list):
+        expressions = [_expression_name(e, info) for e in expressions]
+    else:
         skip = {NEUTRAL, *(f"{i}.obj" for i in identities)}
         expressions = sorted(p.stem for p in folder.glob("*.obj") if p.name not in skip)
-    return {"identities": identities, "expressions": [str(e) for e in expressions],
-            "landmarks": doc.get("idx_to_landmark_verts")}
+    return {"identities": identities, "expressions": expressions,
+            "landmarks": _landmark_ids(doc.get("idx_to_landmark_verts"), n, info)}
+
+
+# An expression name is the stem of an OBJ in the model folder: no separators, no "..", no drive,
+# so a vertex_indices.json can never make the importer read a file outside the folder or archive.
+_EXPRESSION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
+
+
+def _expression_name(name, info: Path) -> str:
+    if not isinstance(name, str) or not _EXPRESSION_NAME.fullmatch(name) or ".." in name:
+        raise StudioError(f"{info}: expression name {str(name)[:80]!r} is not the name of an OBJ file "
+                          "in the model folder")
+    return name
+
+
+def _landmark_ids(ids, n: int, info: Path) -> np.ndarray | None:
+    """The 68 landmark vertex ids, or None when the file lists none (any other count is not iBUG-68)."""
+    if ids is None or isinstance(ids, list) and len(ids) != 68:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n
+                                            for i in ids):
+        raise StudioError(f"{info}: idx_to_landmark_verts must be a list of vertex ids from 0 to {n - 1}")
+    return np.asarray(ids, np.int32)
 
 
 _ROW = re.compile(r"^\|\s*#\d+\s*\|\s*([^|]+?)\s*\|\s*\[(\d+):(\d+)\]\s*\|")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from studio.core import atomic
+from studio.core import atomic, jsonio
 from studio.core.errors import StudioError
 from studio.core.neural.config import NeuralConfig
 from studio.core.neural.model import NeuralHead
@@ -112,18 +112,25 @@ def load_checkpoint(path, device="cpu") -> NeuralCheckpoint:
         header_len = int.from_bytes(data[:8], "little")
         if len(data) < 8 or header_len > len(data) - 8:
             raise ValueError("truncated")
-        header_json = json.loads(data[8:8 + header_len])
+        bad = f"{path} is not a valid neural head checkpoint:"
+        header_json = jsonio.loads(data[8:8 + header_len], f"{bad} its safetensors header")
         meta_raw = (header_json.get("__metadata__") or {}).get("studio_neural")
-        if meta_raw is None:
+        if not isinstance(meta_raw, str):
             raise ValueError("no studio header")
-        header = json.loads(meta_raw)
+        header = jsonio.expect(jsonio.loads(meta_raw, f"{bad} its studio header"), dict, f"{bad} its studio header")
         if header.get("format") != FORMAT:
             raise ValueError("wrong format")
         tensors = st_load(data)
     except (ValueError, SafetensorError, UnicodeDecodeError, AttributeError, TypeError):
         raise StudioError(f"{path} is not a valid neural head checkpoint (corrupt, truncated or another "
                           "format)") from None
-    if int(header.get("version", 0)) > VERSION:
+    version = header.get("version", 0)
+    scalars = header.get("scalars", {})
+    if not isinstance(version, int) or not isinstance(header.get("config"), dict) or not isinstance(
+            header.get("meta", {}), dict) or not isinstance(scalars, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in scalars.values()):
+        raise StudioError(f"{path} is not a valid neural head checkpoint (damaged header)")
+    if version > VERSION:
         raise StudioError(f"{path} was written by a newer Face Studio (format version {header['version']})")
     config = NeuralConfig.from_dict(header["config"])
     model = NeuralHead(config)

@@ -27,10 +27,11 @@ hour and evaluates live on a CPU (measured on the 2-core development machine, ea
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from studio.core import jsonio, limits
 from studio.core.errors import StudioError
 
 
@@ -146,24 +147,14 @@ class NeuralConfig:
         unknown = sorted(set(d) - set(known))
         if unknown:
             raise StudioError(f"unknown neural config keys: {', '.join(unknown)}")
-        kw = {}
-        for k, v in d.items():
-            default = known[k].default
-            kw[k] = tuple(v) if isinstance(default, tuple) else v
+        kw = {k: _typed(k, v, known[k].default) for k, v in d.items()}
         cfg = cls(**kw)
         cfg.validate()
         return cfg
 
     @classmethod
     def from_json_file(cls, path) -> "NeuralConfig":
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except OSError as e:
-            raise StudioError(f"cannot read config {path}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise StudioError(f"config {path} is not valid JSON: {e.msg} at line {e.lineno}") from None
-        return cls.from_dict(d)
+        return cls.from_dict(jsonio.read(path, f"config {path}"))
 
     @property
     def n_upsample(self) -> int:
@@ -184,12 +175,82 @@ class NeuralConfig:
             raise StudioError("neural config n_expr_ids and n_norm_ids must lie between 0 and n_train")
         if len(self.near_sigmas) != 2:
             raise StudioError("near_sigmas needs two perturbation levels")
+        _check_ranges(self)
 
     def __post_init__(self):
         self.gen_channels = tuple(self.gen_channels)
         self.regions = tuple(self.regions)
         self.near_sigmas = tuple(self.near_sigmas)
         self.stage_time_fractions = tuple(self.stage_time_fractions)
+
+
+# Every field's range. Checkpoints and config files are user input: dec_layers=1e6 would build a
+# network for hours and dec_hidden=200000 ask for 160 GB, so each size is bounded here and the
+# whole network by limits.NEURAL_PARAMETERS, before torch allocates anything. The bounds are far
+# above what trains on any machine the studio targets (shipped sizes: see the dataclass).
+_SIZE, _COUNT, _POINTS, _STEPS = (1, 4096), (0, 1_000_000), (0, 10_000_000), (0, 100_000_000)
+_RANGES = {
+    "id_dim": (1, 1024), "ex_dim": (1, 1024), "plane_channels": (1, 256), "plane_res": (1, 1024),
+    "gen_base_res": (1, 256), "dec_hidden": _SIZE, "dec_layers": (1, 64), "def_hidden": _SIZE,
+    "def_layers": (1, 64), "softplus_beta": (1e-3, 1e6), "init_radius": (1e-3, 1.0),
+    "n_train": (1, 1_000_000), "train_seed0": (0, 2 ** 62), "heldout_seed0": (0, 2 ** 62), "n_heldout": _COUNT,
+    "n_expr_per_id": (0, 10_000), "n_expr_ids": _COUNT, "n_norm_ids": _COUNT, "expr_active": (0, 10_000),
+    "n_surface": _POINTS, "n_near": _POINTS, "n_uniform": _POINTS, "n_corr": _POINTS, "unit_radius": (1e-3, 1.0),
+    "batch_ids": (1, 100_000), "pts_surface": _POINTS, "pts_near": _POINTS, "pts_uniform": _POINTS,
+    "lr_model": (0.0, 10.0), "lr_latent": (0.0, 10.0), "lr_decay": (0.0, 1.0), "id_steps": _STEPS,
+    "ex_steps": _STEPS, "render_steps": _STEPS, "ex_batch": (1, 100_000), "ex_pts": _POINTS,
+    "ex_pts_free": _POINTS, "render_res": (1, 2048), "render_samples": (1, 4096), "eval_res": (2, 1024),
+    "eval_n": (0, 10_000), "eval_fit_steps": _STEPS, "seed": (0, 2 ** 62), "checkpoint_minutes": (0.0, 1e6),
+    "nonsurface_alpha": (0.0, 1e6), "r1_gamma": (0.0, 1e6),
+}
+_ITEM_RANGES = {"gen_channels": (1, 4096), "near_sigmas": (0.0, 10.0), "stage_time_fractions": (0.0, 1.0)}
+
+
+def _typed(key: str, value, default):
+    """``value`` with the JSON type of the field's default (bool is not a number here)."""
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or len(value) > 64:
+            raise StudioError(f"neural config {key} must be a short JSON list")
+        items = [_typed(key, v, default[0]) for v in value] if default else value
+        return tuple(items)
+    if isinstance(default, str):
+        ok = isinstance(value, str) and len(value) <= 256
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok:
+        kind = {"int": "whole number", "float": "number", "str": "text"}[type(default).__name__]
+        raise StudioError(f"neural config {key} must be a {kind}, not {value!r:.40}")
+    return value
+
+
+def _check_ranges(cfg: NeuralConfig) -> None:
+    for key, (lo, hi) in _RANGES.items():
+        v = getattr(cfg, key)
+        if not lo <= v <= hi:
+            raise StudioError(f"neural config {key} = {v} is outside {lo}..{hi}")
+    for key in (f.name for f in dataclasses.fields(cfg) if f.name.startswith("w_")):
+        if not 0 <= getattr(cfg, key) <= 1e6:
+            raise StudioError(f"neural config {key} = {getattr(cfg, key)} is outside 0..1e6")
+    for key, (lo, hi) in _ITEM_RANGES.items():
+        if not all(lo <= v <= hi for v in getattr(cfg, key)):
+            raise StudioError(f"neural config {key} has entries outside {lo}..{hi}")
+    if parameter_estimate(cfg) > limits.NEURAL_PARAMETERS:
+        raise StudioError(f"neural config describes a network of about {parameter_estimate(cfg) / 1e6:.0f} M "
+                          f"parameters; the limit is {limits.NEURAL_PARAMETERS / 1e6:.0f} M")
+
+
+def parameter_estimate(cfg: NeuralConfig) -> int:
+    """Weights of the network ``cfg`` describes (model.py's layers), without building it."""
+    ch, c = cfg.gen_channels, cfg.plane_channels
+    gen = cfg.id_dim * ch[0] * cfg.gen_base_res ** 2 + sum(16 * a * b for a, b in zip(ch, ch[1:])) + 9 * ch[-1] * 3 * c
+
+    def mlp(d_in, hidden, layers, d_out):
+        return d_in * hidden + (layers - 1) * hidden * hidden + hidden * d_out
+
+    return gen + mlp(c + 3, cfg.dec_hidden, cfg.dec_layers, 1) + mlp(
+        3 + cfg.ex_dim + cfg.id_dim, cfg.def_hidden, cfg.def_layers, 3)
 
 
 def tiny_config(**overrides) -> NeuralConfig:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from studio.core import atomic
+from studio.core import atomic, jsonio
 from studio.core.errors import StudioError
 from studio.core.neural import losses as L
 from studio.core.neural.checkpoint import FILE_NAME, NeuralCheckpoint, latent_stats, save_checkpoint
@@ -281,7 +281,7 @@ class Trainer:
         self.opt_ex.load_state_dict(s["opt_ex"])
         self.stage, self.step, self.total_steps = int(s["stage"]), int(s["step"]), int(s["total_steps"])
         self.elapsed, self.stage_elapsed = float(s["elapsed"]), float(s["stage_elapsed"])
-        self.history = json.loads(s["history_json"])
+        self.history = jsonio.loads(s["history_json"], "the training history")
         self.gen.set_state(s["rng"])
         if self.render is not None and "render" in s:
             self.render.load_state_dict(s["render"])
@@ -416,7 +416,7 @@ def train(data: TrainingData, cfg: NeuralConfig, out_dir, resume: bool = False, 
             state = torch.load(state_path, map_location=dev, weights_only=True)
         except Exception:
             raise StudioError(f"{state_path} is not a readable training state") from None
-        saved_cfg = NeuralConfig.from_dict(json.loads(state["config_json"]))  # newer keys take defaults
+        saved_cfg = NeuralConfig.from_dict(jsonio.loads(state["config_json"], f"{state_path}: the config"))  # newer keys take defaults
         if saved_cfg != cfg:
             raise StudioError(f"the config differs from the one {out} was trained with; resume with the same "
                               "--config")
