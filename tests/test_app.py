@@ -122,7 +122,8 @@ def test_slider_move_displays_the_models_vertices(window, qtbot, no_dialogs):
     ev = w.runner.evaluator
     assert ev.threads == {w.runner.worker_thread_id} and threading.get_ident() not in ev.threads
     assert ev.incremental_evaluations >= 2
-    assert "Mahalanobis" in w.panel.plausibility.text()
+    text = w.panel.plausibility.text()  # one line a person reads: "Typical of N % of faces · …"
+    assert text.startswith("Typical of ") and "\n" not in text and not w.panel.plausibility.wordWrap()
 
 
 def test_random_and_reset_per_group_and_for_all(window, qtbot, no_dialogs):
@@ -297,8 +298,8 @@ def test_interpolation_midpoint_equals_the_cores_lerp(window, qtbot, no_dialogs,
     settle(qtbot, w)
     qtbot.waitUntil(lambda: w.library.names() == ["a", "b"], timeout=TIMEOUT)
     ip = w.interp
-    ip.combo_a.setCurrentText("a")
-    ip.combo_b.setCurrentText("b")
+    # B defaults to another face than A (both were "a": moving t did nothing)
+    assert (ip.combo_a.currentText(), ip.combo_b.currentText()) == ("a", "b")
     a, b = ip.faces_ab()
     ip.set_t(0.5)
     mid = lerp(a, b, 0.5)
@@ -310,6 +311,8 @@ def test_interpolation_midpoint_equals_the_cores_lerp(window, qtbot, no_dialogs,
     for k in mid:
         np.testing.assert_allclose(w.doc.params[k], lerp(a, b, 1.5)[k], atol=1e-12)
 
+    ip.fps.setValue(10)  # Play and the GIF follow the frame rate set in the dock
+    assert ip._timer.interval() == 100
     ip.play_button.click()  # play animates t with a QTimer
     t0 = ip.t
     qtbot.waitUntil(lambda: ip.t != t0, timeout=TIMEOUT)
@@ -327,12 +330,14 @@ def test_interpolation_midpoint_equals_the_cores_lerp(window, qtbot, no_dialogs,
     # a GIF turntable, rendered by studio.core.render in the worker
     gif = tmp_path / "morph.gif"
     answer(monkeypatch, QFileDialog, "getSaveFileName", (str(gif), ""))
+    ip.size.setValue(128)
     ip.export_anim_button.click()
     qtbot.waitUntil(lambda: gif.exists() and not w.runner.busy, timeout=TIMEOUT)
     import imageio.v3 as iio
 
     frames = iio.imread(gif, index=None)
-    assert frames.shape[0] == 48 and frames.std() > 5
+    assert frames.shape[:3] == (48, 128, 128) and frames.std() > 5
+    assert iio.immeta(gif, index=0)["duration"] == 100  # ms per frame: 10 fps
 
 
 def test_export_menu_writes_files_trimesh_reads_and_asks_before_replacing(window, qtbot, no_dialogs,
@@ -474,7 +479,7 @@ def test_session_survives_a_restart(qtbot, synth, no_dialogs):
     w.viewport.set_view("side")
     settle(qtbot, w)
     params, camera = w.doc.snapshot(), w.viewport.camera
-    # saved while working (debounced), not only at exit: a killed studio loses at most ~0.5 s
+    # saved while working (throttled), not only at exit: a killed studio loses at most ~0.5 s
     qtbot.waitUntil(lambda: session.path().is_file() and not w.session.pending, timeout=TIMEOUT)
     saved = json.loads(session.path().read_text())
     assert saved["model"] == "synth" and saved["params"]["expression"][1] == pytest.approx(0.4)
@@ -591,6 +596,32 @@ def test_screenshot_of_the_ict_head(qtbot, ict_store, monkeypatch, tmp_path, no_
     assert np.abs(view2 - view).mean() > 1.0  # the picture follows the parameters
     with pytest.raises(Exception, match="exists"):
         save_window_png(w, tmp_path / "head.png")  # never replaced silently
+
+    # names that say what a slider does; expressions grouped by face part, filtered, L/R linked
+    shape, expr = w.panel.tabs_by_group["shape"], w.panel.tabs_by_group["expression"]
+    assert shape.name_labels[0].text() == "PC1 · size ↓, face height ↓"
+    assert "mm" in shape.name_labels[0].toolTip() and "+3.00σ" in shape.name_labels[0].toolTip()
+    assert list(expr.headers) == ["Brows", "Eyes", "Cheeks", "Nose", "Jaw", "Mouth"]
+    expr.filter.setText("smile")
+    shown = [expr.group.names[i] for i, lab in enumerate(expr.name_labels) if not lab.isHidden()]
+    assert shown == ["mouthSmile_L", "mouthSmile_R"] and expr.headers["Brows"][0].isHidden()
+    expr.filter.setText("")
+    w.panel.reset_all_button.click()
+    expr.link.setChecked(True)
+    steps = w.doc.undo_stack.count()
+    i = expr.group.names.index("mouthSmile_L")
+    expr.sliders[i].setValue(0.7)
+    assert w.doc.params["expression"][i + 1] == pytest.approx(0.7)  # mouthSmile_R followed
+    assert w.doc.undo_stack.count() == steps + 1
+    settle(qtbot, w)
+    shot("shape-names.png")
+    w.panel.tabs.setCurrentWidget(expr)
+    settle(qtbot, w)
+    shot("expressions.png")
+    if os.environ.get("STUDIO_SHOT_DIR"):
+        import shutil
+        for name in ("expressions.png", "shape-names.png"):
+            shutil.copy(tmp_path / name, os.path.join(os.environ["STUDIO_SHOT_DIR"], f"ict-{name}"))
 
 
 def test_studio_screenshot_command(synth, tmp_path):

@@ -179,8 +179,32 @@ def _n_vertices(model, faces) -> int:
 
 
 def format_plausibility(res: EvalResult) -> str:
-    """The readout under the parameter tabs (−log prior, Mahalanobis distance, χ² percentile)."""
-    nlp = ("∞ (a weight is outside its box)" if math.isinf(res.neg_log_prior)
-           else f"{res.neg_log_prior + 0.0:.2f}")  # + 0.0: no "−0.00" for the mean face
-    return (f"−log prior {nlp}   ·   Mahalanobis {res.mahalanobis:.2f}σ   ·   "
-            f"χ² percentile {res.percentile:.1f}%")
+    """The one-line readout under the parameter tabs (core/prior.readout says what each part means)."""
+    if math.isinf(res.neg_log_prior):
+        return "Implausible: a blendshape weight is outside its range"
+    r = prior.readout(res.model.groups, res.params)
+    parts = [f"Typical of {_percent(r['typical_percent'])} of faces"]
+    e = r["extreme"]
+    if e is not None:
+        parts.append(f"{e['name']} {e['sigma']:+.1f}σ (1 in {_count(e['one_in'])})")
+    if r["expression_opposed"]:
+        a, b = r["expression_opposed"][0]
+        parts.append(f"{a} with {b}: no face does both")
+    elif r["expression_active"]:
+        parts.append(f"{r['expression_active']} blendshape{'s' if r['expression_active'] > 1 else ''} on")
+    return "  ·  ".join(parts)
+
+
+PLAUSIBILITY_TIP = ("Typical of N % of faces: the share of faces drawn from the model's prior that lie further from "
+                    "the mean face than this one, over all shape components together (100 % at the mean, about "
+                    "50 % for an ordinary face).\nThen the most unusual single component and how rare a face is "
+                    "that lies at least that far along it, and the expression: blendshapes on, or two that "
+                    "oppose each other (which no face does).")
+
+
+def _percent(p: float) -> str:
+    return "<0.1 %" if p < 0.1 else (f"{p:.0f} %" if p >= 1 else f"{p:.1f} %")
+
+
+def _count(n: float) -> str:
+    return f"{n:,.0f}" if n < 1e6 else f"{n:.1e}"

@@ -10,13 +10,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from studio.core import params as params_io
 from studio.core import store
 from studio.core.atomic import check_writable
 from studio.core.errors import StudioError
-from studio.core.render import render, write_png
+from studio.core.render import face_closeup, write_png
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 THUMB_SIZE = 112
@@ -56,15 +55,12 @@ def list_all(model_name: str) -> list[Identity]:
     return [entry(model_name, p.stem) for p in sorted(d.glob("*.json"), key=lambda p: p.stem.lower())]
 
 
-def save(model, params, name: str, force: bool = False, faces: np.ndarray | None = None,
-         progress=None) -> Identity:
+def save(model, params, name: str, force: bool = False, progress=None) -> Identity:
     """Write the parameters and a thumbnail; refuses to replace an existing face unless ``force``."""
     e = entry(model.name, check_name(name))
     e.json.parent.mkdir(parents=True, exist_ok=True)
     check_writable(e.json, force)
-    mesh = model.mesh(params)
-    tri = mesh.faces if faces is None else faces
-    image = render(mesh.vertices, tri, mesh.colors, THUMB_SIZE, yaw=0.0)
+    image = face_closeup(model, params, THUMB_SIZE)  # the face, not the bust, with its eyes
     write_png(e.png, image, force=True)  # the thumbnail belongs to the JSON: always replaced with it
     params_io.save(e.json, model.name, params, force, name=e.name)
     return e

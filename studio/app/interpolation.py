@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QPushButton, QSpinBox, QVBoxLayout,
                                QWidget)
 from superqt import QLabeledDoubleSlider
@@ -21,8 +21,7 @@ from studio.core.render import render
 from studio.jobs.faces import MESH_FORMATS, interpolate_job, write_animation
 
 T_RANGE = (-0.5, 1.5)
-PLAY_INTERVAL_MS = 40  # 25 frames per second
-PLAY_STEP = 0.02  # t per frame: 0 → 1 in two seconds, then back
+PLAY_SECONDS = 2.0  # t runs 0 → 1 in this time, then back, whatever the frame rate
 
 
 class InterpolationPanel(QWidget):
@@ -52,15 +51,19 @@ class InterpolationPanel(QWidget):
         self.play_button.setCheckable(True)
         self.play_button.toggled.connect(self.set_playing)
         row.addWidget(self.play_button)
-        self.steps = QSpinBox()
-        self.steps.setRange(2, 500)
-        self.steps.setValue(9)
-        self.steps.setPrefix("steps ")
+        self.fps = _spin(1, 60, 25, " fps", "frames per second of Play and of the GIF/MP4")
+        self.fps.valueChanged.connect(lambda v: self._timer.setInterval(round(1000 / v)))
+        row.addWidget(self.fps)
+        lay.addLayout(row)
+        row1 = QHBoxLayout()
+        self.steps = _spin(2, 500, 9, "", "meshes written by Export frames… (t = 0 … 1)", prefix="steps ")
         self.format = QComboBox()
         self.format.addItems(MESH_FORMATS)
-        row.addWidget(self.steps)
-        row.addWidget(self.format)
-        lay.addLayout(row)
+        self.size = _spin(64, 1024, 256, " px", "width and height of the GIF/MP4 frames")
+        row1.addWidget(self.steps)
+        row1.addWidget(self.format)
+        row1.addWidget(self.size)
+        lay.addLayout(row1)
         row2 = QHBoxLayout()
         self.export_frames_button = QPushButton("Export frames…")
         self.export_frames_button.setToolTip("meshes + parameters JSON for t = 0 … 1 (studio interpolate)")
@@ -73,9 +76,12 @@ class InterpolationPanel(QWidget):
         lay.addLayout(row2)
         lay.addStretch(1)
         self._timer = QTimer(self)
-        self._timer.setInterval(PLAY_INTERVAL_MS)
+        self._timer.setInterval(round(1000 / self.fps.value()))
         self._timer.timeout.connect(self._tick)
+        self._clock = QElapsedTimer()
         self._direction = 1.0
+        self._b_chosen = False  # B follows the library (a face other than A) until the user picks one
+        self.combo_b.activated.connect(lambda _i: setattr(self, "_b_chosen", True))
         library.changed.connect(self.refresh)
         self.setEnabled(False)
 
@@ -93,6 +99,12 @@ class InterpolationPanel(QWidget):
             elif names:
                 combo.setCurrentIndex(min(fallback, len(names) - 1))
             combo.blockSignals(False)
+        a = self.combo_a.currentText()
+        if len(names) >= 2 and self.combo_b.currentText() == a and not self._b_chosen:
+            # A and B the same face make t do nothing: B becomes another face
+            self.combo_b.blockSignals(True)
+            self.combo_b.setCurrentText(next(n for n in names if n != a))
+            self.combo_b.blockSignals(False)
         self.setEnabled(len(names) >= 1 and self.doc.model is not None)
 
     def faces_ab(self):
@@ -128,12 +140,16 @@ class InterpolationPanel(QWidget):
     def set_playing(self, on: bool) -> None:
         self.play_button.setText("Pause" if on else "Play")
         if on:
+            self._clock.start()
             self._timer.start()
         else:
             self._timer.stop()
 
     def _tick(self) -> None:
-        t = self.t + self._direction * PLAY_STEP
+        # The step follows the clock, not the tick count: when a frame takes longer than the
+        # interval the motion keeps its speed (frames drop) instead of slowing down.
+        dt = self._clock.restart() / 1000.0
+        t = self.t + self._direction * dt / PLAY_SECONDS
         if t >= 1.0 or t <= 0.0:
             self._direction = -self._direction
             t = min(max(t, 0.0), 1.0)
@@ -178,9 +194,20 @@ class InterpolationPanel(QWidget):
                 return
             force = True
         model, faces = self.doc.model, self._faces()
-        self.runner.submit(lambda progress: turntable(model, ab[0], ab[1], path, faces, force=force,
-                                                      progress=progress),
+        size, fps = self.size.value(), float(self.fps.value())
+        self.runner.submit(lambda progress: turntable(model, ab[0], ab[1], path, faces, size=size, fps=fps,
+                                                      force=force, progress=progress),
                            f"rendering {path.name}", on_done=lambda p: self.notify(f"wrote {p}"))
+
+
+def _spin(lo: int, hi: int, value: int, suffix: str, tip: str, prefix: str = "") -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(lo, hi)
+    box.setValue(value)
+    box.setSuffix(suffix)
+    box.setPrefix(prefix)
+    box.setToolTip(tip)
+    return box
 
 
 def turntable(model, a, b, path, faces=None, frames: int = 48, size: int = 256, fps: float = 16.0,

@@ -90,14 +90,14 @@ class LibraryPanel(QWidget):
             if not dialogs.confirm_replace(self, f"The face '{name}'"):
                 return
             force = True
-        model, params, faces = self.model, self.doc.snapshot(), self._thumbnail_faces()
+        model, params = self.model, self.doc.snapshot()
 
         def done(e):
             self.refresh()
             self.select(e.name)
             self.notify(f"saved face '{e.name}' ({e.json})")
 
-        self.runner.submit(lambda progress: identities.save(model, params, name, force, faces, progress),
+        self.runner.submit(lambda progress: identities.save(model, params, name, force, progress),
                            f"saving face '{name}'", on_done=done, quiet=True)
 
     def load_selected(self) -> None:

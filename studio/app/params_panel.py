@@ -13,13 +13,32 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                               QScrollArea, QTabWidget, QVBoxLayout, QWidget)
 from superqt import QLabeledDoubleSlider
 
-from studio.core import prior
+from studio.app.evaluation import PLAUSIBILITY_TIP
+from studio.core import expressions, prior
 
 DEFAULT_K = 3.0  # ±3σ: 99.7 % of each normal coefficient's prior mass
+
+
+def _direction_labels(model, group):
+    from studio.core.direction_labels import DirectionLabel, labels
+
+    if model is None or group.prior != "normal":
+        return [DirectionLabel(n, n, ()) for n in group.names]
+    return labels(model, group.name)
+
+
+def _sections(group) -> list[tuple[str | None, list[int]]]:
+    """Rows in display order: blendshapes under region headers (when their names say the region),
+    everything else in the model's order under no header."""
+    if group.prior == "box":
+        parts = expressions.regions(group.names)
+        if len(parts) > 1:
+            return [(region, ids) for region, ids in parts]
+    return [(None, list(range(group.size)))]
 
 
 class GroupTab(QWidget):
@@ -49,7 +68,19 @@ class GroupTab(QWidget):
                                       "(values outside it are implausible: −log prior = ∞)")
         self.range_box.valueChanged.connect(self.set_range_factor)
         head.addWidget(self.range_box)
-        head.addStretch(1)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("filter…")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.setToolTip("show only the sliders whose name or label contains this text")
+        self.filter.textChanged.connect(self.apply_filter)
+        self.filter.setVisible(group.size > 12)
+        self.filter.setMinimumWidth(110)
+        head.addWidget(self.filter, 1)
+        self.link = QCheckBox("link L/R")
+        self.link.setToolTip("moving a left or right blendshape moves its other side too")
+        self.partners = [expressions.partner(group.names, i) for i in range(group.size)]
+        self.link.setVisible(any(p is not None for p in self.partners))
+        head.addWidget(self.link)
         self.random_button = QPushButton("Random")
         self.random_button.setToolTip(f"draw '{group.name}' from its prior")
         self.random_button.clicked.connect(self.randomize)
@@ -67,18 +98,28 @@ class GroupTab(QWidget):
         grid.setVerticalSpacing(1)
         grid.setHorizontalSpacing(8)
         grid.setColumnStretch(1, 1)
-        self.sliders: list[QLabeledDoubleSlider] = []
-        for i, name in enumerate(group.names):
-            label = QLabel(name)
-            label.setToolTip(f"{group.name}[{i}] {name}")
-            s = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-            s.setDecimals(2)
-            s.valueChanged.connect(lambda v, i=i: self._on_value(i, v))
-            s.sliderPressed.connect(self._begin_drag)
-            s.sliderReleased.connect(self._end_drag)
-            grid.addWidget(label, i, 0)
-            grid.addWidget(s, i, 1)
-            self.sliders.append(s)
+        self.labels = _direction_labels(doc.model, group)
+        self.sliders: list[QLabeledDoubleSlider] = [None] * group.size  # type: ignore[list-item]
+        self.name_labels: list[QLabel] = [None] * group.size  # type: ignore[list-item]
+        self.headers: dict[str, tuple[QLabel, list[int]]] = {}
+        row = 0
+        for region, ids in _sections(group):
+            if region is not None:  # expressions grouped by the face part they move
+                header = QLabel(f"<b>{region}</b>")
+                grid.addWidget(header, row, 0, 1, 2)
+                self.headers[region] = (header, ids)
+                row += 1
+            for i in ids:
+                label = QLabel(self.labels[i].label)
+                s = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+                s.setDecimals(2)
+                s.valueChanged.connect(lambda v, i=i: self._on_value(i, v))
+                s.sliderPressed.connect(self._begin_drag)
+                s.sliderReleased.connect(self._end_drag)
+                grid.addWidget(label, row, 0)
+                grid.addWidget(s, row, 1)
+                self.sliders[i], self.name_labels[i] = s, label
+                row += 1
         body.setUpdatesEnabled(True)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -86,6 +127,7 @@ class GroupTab(QWidget):
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         lay.addWidget(scroll, 1)
         self.set_range_factor(self.range_box.value())
+        self.sync()  # tooltips
 
     # -- ranges ----------------------------------------------------------------------------------
     def base_range(self) -> tuple[np.ndarray, np.ndarray]:
@@ -119,13 +161,48 @@ class GroupTab(QWidget):
                     s.setRange(min(s.minimum(), v), max(s.maximum(), v))
                 if s.value() != v:
                     s.setValue(v)
+                self._tooltip(i, v)
         finally:
             self._syncing = False
 
     # -- rows → document -------------------------------------------------------------------------
     def _on_value(self, i: int, v: float) -> None:
-        if not self._syncing:
+        if self._syncing:
+            return
+        p = self.partners[i] if self.link.isChecked() else None
+        if p is None:
             self.doc.edit_value(self.group.name, i, float(v), drag=self._drag)
+            return
+        new = self.doc.snapshot()
+        new[self.group.name][[i, p]] = float(v)  # both sides, one undo step (a drag merges into one)
+        key = None if self._drag is None else f"link-{id(self._drag)}"
+        self.doc.edit_params(new, f"set {self.group.names[i]} (L/R linked)", merge_key=key)
+
+    def _tooltip(self, i: int, v: float) -> None:
+        """What the slider changes, and where its value lies under the prior."""
+        g, lab = self.group, self.labels[i]
+        if g.prior == "normal":
+            from scipy.stats import norm
+
+            z = v / float(np.broadcast_to(g.sigma, (g.size,))[i])
+            where = (f"{z:+.2f}σ: {200 * norm.sf(abs(z)):.0f} % of faces lie further out along it"
+                     if abs(z) > 1e-9 else "at the mean (0σ)")
+            text = f"{g.name}[{i}] {where}\n{lab.tooltip()}"
+        else:
+            partner = self.partners[i]
+            text = (f"{g.names[i]} ({expressions.region_of(g.names[i])}): weight {v:.2f} in "
+                    f"[{g.lower[i]:g}, {g.upper[i]:g}]" + (f"; other side: {g.names[partner]}" if partner is not None else ""))
+        self.name_labels[i].setToolTip(text)
+        self.sliders[i].setToolTip(text)
+
+    def apply_filter(self, text: str) -> None:
+        words = text.strip().lower()
+        shown = [not words or words in lab.label.lower() for lab in self.labels]
+        for i, on in enumerate(shown):
+            self.name_labels[i].setVisible(on)
+            self.sliders[i].setVisible(on)
+        for header, ids in self.headers.values():
+            header.setVisible(any(shown[i] for i in ids))
 
     def _begin_drag(self) -> None:
         self._drag = object()
@@ -171,11 +248,8 @@ class ParameterPanel(QWidget):
         lay.addLayout(top)
         self.tabs = QTabWidget()
         lay.addWidget(self.tabs, 1)
-        self.plausibility = QLabel("")
-        self.plausibility.setWordWrap(True)
-        self.plausibility.setToolTip("how likely the face is under the model's prior: −log p(α) (up to a "
-                                     "constant), the Mahalanobis distance ‖α/σ‖ and the fraction of faces "
-                                     "drawn from the prior that lie closer to the mean (χ² CDF)")
+        self.plausibility = QLabel("")  # one line: elided by the dock's width rather than wrapped
+        self.plausibility.setToolTip(PLAUSIBILITY_TIP)
         lay.addWidget(self.plausibility)
         self.setEnabled(False)
         doc.modelChanged.connect(self.set_model)

@@ -3,9 +3,10 @@
 A slider called PC7 says nothing. For a linear model with the 68 iBUG landmarks (ICT), every
 direction is applied at +1σ to the mean face and a few anthropometric measures are taken before
 and after (the distances an anthropologist would take between the landmarks, plus the head's
-length front to back). The label names the two measures that change most, relative to their
-size, with the direction of the change; the tooltip lists every measure that changes by more than
-0.2 %, in mm per σ. Models without landmarks keep their plain names.
+length front to back). The label names the two measures that it changes most, relative to their
+variation across faces, with the direction of the change (a direction that carries 30 % of the
+variation of nose length is a "nose length" direction, however small a nose is); the tooltip
+lists those measures in mm per σ. Models without landmarks keep their plain names.
 """
 
 from __future__ import annotations
@@ -79,15 +80,19 @@ def _measure(model, group, lm: np.ndarray) -> list[DirectionLabel]:
     depth1 = (z[front] + step[:, front, 2]) - (z[back] + step[:, back, 2])
     base = _measures(mean[lm], np.asarray(depth0))
     moved = _measures(mean[lm][None] + step[:, lm], depth1)
+    delta = moved - base  # (k, measures): change per +1σ
+    # Each measure's variance over the prior is Σ_k Δ²: a direction is named by the measures whose
+    # variation it carries the largest share of (relative change alone named the small measures,
+    # lip thickness and nose width, for nearly every direction).
+    share = delta ** 2 / np.maximum((delta ** 2).sum(0), 1e-30)
     names = list(MEASURES) + [HEAD_LENGTH]
     out = []
     for k in range(group.size):
-        delta = moved[k] - base
-        rel = delta / np.maximum(base, 1e-12)
-        order = [i for i in np.argsort(-np.abs(rel)) if abs(rel[i]) >= MIN_CHANGE]
-        changes = tuple((names[i], float(delta[i]), float(rel[i])) for i in order)
+        rel = delta[k] / np.maximum(base, 1e-12)
+        order = [i for i in np.argsort(-share[k]) if abs(rel[i]) >= MIN_CHANGE]
+        changes = tuple((names[i], float(delta[k, i]), float(rel[i])) for i in order)
         words = [f"{names[i]} {'↑' if rel[i] > 0 else '↓'}" for i in order[:2]]
-        if len(order) == len(rel) and (np.all(rel > 0) or np.all(rel < 0)) and np.abs(rel).min() >= 0.4 * np.abs(rel).max():
+        if (np.all(rel > 0) or np.all(rel < 0)) and np.abs(rel).min() >= 0.4 * np.abs(rel).max() and words:
             # every proportion moves the same way by a similar share: the face grows or shrinks
             words = [f"size {'↑' if rel[0] > 0 else '↓'}", words[0]]
         top = ", ".join(words)

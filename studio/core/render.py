@@ -113,3 +113,30 @@ def write_png(path, image: np.ndarray, force: bool = False):
     with atomic_path(path, force) as tmp:
         iio.imwrite(tmp, image, extension=".png")
     return path
+
+
+def face_closeup(model, params, size: int = 256) -> np.ndarray:
+    """A thumbnail of a face: framed on the face (not the bust), eyes with iris and pupil.
+
+    Linear models frame their face region and draw without translucent overlay shells; other
+    models (the neural head, a mesh that changes with the identity) frame the front of the
+    upper half of the head."""
+    from studio.core.photo import shading
+    from studio.core.photo.embedding import landmark_region
+
+    mesh = model.mesh(params)
+    v = np.asarray(mesh.vertices, float)
+    if getattr(model, "kind", "") == "pca" and len(v) == model.n_vertices:
+        faces = shading.drawable_faces(model)
+        colours = (np.asarray(mesh.colors, float)[:, :3].copy() if mesh.colors is not None
+                   else shading.default_albedo(model))
+        shading.paint_pupils(colours, v, model)
+        lm = model.meta.landmarks.get("ibug68")
+        face = v[np.asarray(lm, np.int64)] if lm is not None and len(lm) == 68 else v[landmark_region(model)]
+    else:
+        faces, colours = np.asarray(mesh.faces), mesh.colors
+        top = v[:, 1] > v[:, 1].max() - 0.55 * np.ptp(v[:, 1])
+        face = v[top & (v[:, 2] > np.median(v[top, 2]))]
+    centre = (face.min(0) + face.max(0)) / 2
+    half = 0.62 * float(np.ptp(face[:, :2], axis=0).max())  # the 68 points span brow to chin; a margin
+    return render(v, faces, colours, size, frame=(centre, half))

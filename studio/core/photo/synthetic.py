@@ -60,7 +60,7 @@ def random_albedo(model, rng: np.random.Generator, params=None) -> np.ndarray:
     tinted = shading.default_albedo(model)
     keep = shading.regions_named(model, ("iris", "sclera", "teeth", "gums", "tongue", "mouth_socket"))
     albedo[keep] = tinted[keep]  # eyes, teeth, mouth keep their tints
-    _pupils(albedo, v, model, rng)
+    shading.paint_pupils(albedo, v, model, IRIS_COLOURS[rng.integers(len(IRIS_COLOURS))])
     return albedo
 
 
@@ -85,24 +85,6 @@ def _hair_and_brows(albedo, v, lm, model, rng, scale) -> None:
 
 
 IRIS_COLOURS = np.array([[0.25, 0.15, 0.08], [0.12, 0.08, 0.05], [0.20, 0.35, 0.45], [0.30, 0.35, 0.20]])
-
-
-def _pupils(albedo, v, model, rng) -> None:
-    """An iris and a dark pupil on the front of each eyeball (the model's own iris regions are not
-    the front cap): a disc about 40 % of the eyeball's width, the pupil a third of it."""
-    colour = IRIS_COLOURS[rng.integers(len(IRIS_COLOURS))]
-    for side in ("left", "right"):
-        ball = shading.regions_named(model, (f"eyeball_{side}",))
-        if not ball.any():
-            continue
-        ids = np.flatnonzero(ball)
-        p = v[ids]
-        front = p[np.argmax(p[:, 2])]
-        r = 0.2 * float(np.ptp(p[:, 0]))
-        d = np.linalg.norm(p[:, :2] - front[:2], axis=1)
-        near = p[:, 2] > front[2] - r
-        albedo[ids[near & (d < r)]] = colour
-        albedo[ids[near & (d < r / 3)]] = 0.03
 
 
 def random_light(rng: np.random.Generator) -> np.ndarray:
