@@ -647,3 +647,52 @@ def test_studio_screenshot_command(synth, tmp_path):
     assert r.returncode == 2 and err.count("\n") == 0 and "exists" in err
     r = studio("--screenshot", str(tmp_path / "x.png"), "--model", "nope")
     assert r.returncode == 2 and "no model named 'nope'" in r.stderr
+
+
+def test_sliders_take_keys_wheel_drag_and_double_click_as_users_expect(window, qtbot, no_dialogs):
+    """Arrow keys, PageUp and Home did nothing; the wheel changed the value under the pointer (three
+    notches: three undo steps); one drag made two undo steps; a double-click nudged instead of
+    resetting."""
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    w = window
+    tab = w.panel.tabs_by_group["shape"]
+    s = tab.sliders[0]
+    inner = s._slider
+    stack = w.doc.undo_stack
+
+    inner.setFocus()
+    qtbot.keyClick(inner, Qt.Key.Key_Right)
+    assert w.doc.params["shape"][0] == pytest.approx(0.1)  # 0.1σ per arrow
+    qtbot.keyClick(inner, Qt.Key.Key_PageUp)
+    assert w.doc.params["shape"][0] == pytest.approx(1.1)  # 1σ per page
+    qtbot.keyClick(inner, Qt.Key.Key_Home)
+    assert w.doc.params["shape"][0] == 0.0
+
+    # the wheel over an unfocused slider scrolls the list and changes nothing
+    other = tab.sliders[3]._slider
+    other.clearFocus()
+    before, steps = w.doc.snapshot(), stack.count()
+    centre = QPointF(other.rect().center())
+    for _ in range(3):
+        ev = QWheelEvent(centre, QPointF(other.mapToGlobal(other.rect().center())), QPoint(0, 0), QPoint(0, -120),
+                         Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+        QApplication.sendEvent(other, ev)
+    assert all(np.array_equal(before[k], w.doc.params[k]) for k in before) and stack.count() == steps
+
+    # one drag (press, moves, release) is one undo step, the press included
+    steps = stack.count()
+    y = inner.height() // 2
+    x0 = inner.rect().center().x()
+    qtbot.mousePress(inner, Qt.MouseButton.LeftButton, pos=QPoint(x0 + 3, y))
+    for dx in (10, 20, 30):
+        qtbot.mouseMove(inner, QPoint(x0 + dx, y))
+    qtbot.mouseRelease(inner, Qt.MouseButton.LeftButton, pos=QPoint(x0 + 30, y))
+    assert w.doc.params["shape"][0] > 0.2 and stack.count() == steps + 1
+
+    # a double-click resets to 0: one step with the click that began it
+    steps = stack.count()
+    qtbot.mouseDClick(inner, Qt.MouseButton.LeftButton, pos=QPoint(x0 + 40, y))
+    assert w.doc.params["shape"][0] == 0.0 and stack.count() <= steps + 1

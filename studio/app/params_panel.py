@@ -12,7 +12,7 @@ container widget), with updates disabled while the tab is filled.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt
 from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                QScrollArea, QTabWidget, QVBoxLayout, QWidget)
 from superqt import QLabeledDoubleSlider
@@ -21,6 +21,60 @@ from studio.app.evaluation import PLAUSIBILITY_TIP
 from studio.core import expressions, prior
 
 DEFAULT_K = 3.0  # ±3σ: 99.7 % of each normal coefficient's prior mass
+
+
+class SliderBehaviour(QObject):
+    """What a slider does with the mouse, the wheel and the keys, as in Blender and Qt's own widgets.
+
+    * a press starts the drag's undo token *before* the slider moves (superqt centres the handle
+      on the click, which used to land as an undo step of its own: one drag made two);
+    * a double-click resets to 0, merged with the press it began with (one undo step);
+    * the wheel scrolls the list unless the slider has keyboard focus (three notches once moved
+      PC6 and added three undo steps);
+    * arrows step 0.1σ, PageUp/PageDown 1σ, Home sets 0 (superqt's slider took no keys at all).
+    """
+
+    def __init__(self, tab):
+        super().__init__(tab)
+        self.tab = tab
+        self._index: dict[QObject, int] = {}
+        self._last_press = None
+
+    def attach(self, labeled: QLabeledDoubleSlider, i: int) -> None:
+        inner = labeled._slider  # superqt's QDoubleSlider: where mouse, wheel and keys arrive
+        inner.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # click or Tab, not the wheel, gives focus
+        inner.installEventFilter(self)
+        self._index[inner] = i
+
+    def eventFilter(self, obj, ev) -> bool:
+        i = self._index.get(obj)
+        if i is None:
+            return False
+        kind = ev.type()
+        if kind == QEvent.Type.MouseButtonPress and ev.button() == Qt.MouseButton.LeftButton:
+            self.tab._begin_drag()
+            self._last_press = self.tab._drag
+        elif kind == QEvent.Type.MouseButtonDblClick and ev.button() == Qt.MouseButton.LeftButton:
+            self.tab._drag = self._last_press  # merges with the first click's step
+            self.tab.sliders[i].setValue(0.0)
+            self.tab._drag = None
+            return True
+        elif kind == QEvent.Type.Wheel and not obj.hasFocus():
+            scroll = self.tab.scroll.verticalScrollBar()
+            QCoreApplication.sendEvent(scroll, ev)
+            return True
+        elif kind == QEvent.Type.KeyPress and ev.key() in KEY_STEPS:
+            # superqt's slider ignores the keyboard (its keyPressEvent is a TODO)
+            s, step = self.tab.sliders[i], KEY_STEPS[ev.key()]
+            value = 0.0 if step is None else s.value() + step * self.tab._step(i)
+            s.setValue(float(np.clip(value, s.minimum(), s.maximum())))
+            return True
+        return False
+
+
+# key → steps of 0.1σ (None: back to 0)
+KEY_STEPS = {Qt.Key.Key_Right: 1, Qt.Key.Key_Up: 1, Qt.Key.Key_Left: -1, Qt.Key.Key_Down: -1,
+             Qt.Key.Key_PageUp: 10, Qt.Key.Key_PageDown: -10, Qt.Key.Key_Home: None}
 
 
 def _direction_labels(model, group):
@@ -99,6 +153,7 @@ class GroupTab(QWidget):
         grid.setHorizontalSpacing(8)
         grid.setColumnStretch(1, 1)
         self.labels = _direction_labels(doc.model, group)
+        self._behaviour = SliderBehaviour(self)
         self.sliders: list[QLabeledDoubleSlider] = [None] * group.size  # type: ignore[list-item]
         self.name_labels: list[QLabel] = [None] * group.size  # type: ignore[list-item]
         self.headers: dict[str, tuple[QLabel, list[int]]] = {}
@@ -114,8 +169,9 @@ class GroupTab(QWidget):
                 s = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
                 s.setDecimals(2)
                 s.valueChanged.connect(lambda v, i=i: self._on_value(i, v))
-                s.sliderPressed.connect(self._begin_drag)
+                s.sliderPressed.connect(self._ensure_drag)  # a drag begun without the mouse
                 s.sliderReleased.connect(self._end_drag)
+                self._behaviour.attach(s, i)
                 grid.addWidget(label, row, 0)
                 grid.addWidget(s, row, 1)
                 self.sliders[i], self.name_labels[i] = s, label
@@ -126,6 +182,7 @@ class GroupTab(QWidget):
         scroll.setWidget(body)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         lay.addWidget(scroll, 1)
+        self.scroll = scroll
         self.set_range_factor(self.range_box.value())
         self.sync()  # tooltips
 
@@ -207,6 +264,17 @@ class GroupTab(QWidget):
     def _begin_drag(self) -> None:
         self._drag = object()
         self.doc.dragging = True
+
+    def _ensure_drag(self) -> None:
+        if self._drag is None:
+            self._begin_drag()
+
+    def _step(self, i: int) -> float:
+        """A keyboard step: 0.1σ for normal groups, a tenth of the box for blendshapes."""
+        g = self.group
+        if g.prior == "normal":
+            return 0.1 * float(np.broadcast_to(g.sigma, (g.size,))[i])
+        return 0.1 * float(g.upper[i] - g.lower[i])
 
     def _end_drag(self) -> None:
         self._drag = None
