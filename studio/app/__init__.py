@@ -13,12 +13,12 @@ Layout (after napari's separation of a document model, views and thread workers)
     identities.py    the identity files on disk (no Qt)
     interpolation.py A/B interpolation dock (t in [−0.5, 1.5], play, export)
     exporting.py     the Export menu (same core code as the CLI)
-    session.py       session.json: what reopens on the next start (debounced autosave)
+    session.py       session.json: what reopens on the next start (throttled autosave)
     statusbar.py     job progress / Cancel / one-line messages
     welcome.py       the centre view shown when there is no model yet
     defaults.py      the embedded default model hook (checkpoints/*.npz)
     dialogs.py       every question the studio asks (file choosers, confirmations)
-    pyside_fix.py    guard against PySide6 6.12's Signal.emit reference-count bug
+    pyside_fix.py    guard against PySide6 6.12.0's reference-count bugs (excluded by the pin)
     window.py        MainWindow: wires the pieces together
     main.py          run(): the entry point `studio` calls; --screenshot mode
     bench.py         `studio bench gui`

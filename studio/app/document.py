@@ -18,6 +18,10 @@ from PySide6.QtGui import QUndoStack
 from studio.core import prior
 from studio.core.facemodel import Params
 
+# Undo steps kept. Values set one by one outside a drag (keyboard, typed, scripts and bursts) are
+# a step each, ~1.4 KB apiece: without a limit a long session's stack only grows.
+UNDO_LIMIT = 500
+
 
 class FaceDocument(QObject):
     modelChanged = Signal(object)  # the new model (or None)
@@ -32,6 +36,7 @@ class FaceDocument(QObject):
         self.params: Params = {}
         self.dragging = False  # a parameter slider is held down
         self.undo_stack = QUndoStack(self)
+        self.undo_stack.setUndoLimit(UNDO_LIMIT)  # only honoured while the stack is empty: here
 
     # -- state ---------------------------------------------------------------------------------
     def set_model(self, model, source: str | None = None, params: Mapping[str, np.ndarray] | None = None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from studio.core.errors import StudioError
 SCREENSHOT_SIZE = (1600, 1000)
 SCREENSHOT_TIMEOUT_MS = 180_000  # a model that never shows is an error, not a hang
 SETTLE_MS = 300  # after the first mesh is drawn: let docks and labels finish painting
+SIGNAL_POLL_MS = 200  # how soon Ctrl-C / SIGTERM is noticed while Qt's event loop is idle
+CLOSE_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def run(model: str | None = None, params: str | None = None, screenshot: str | None = None,
@@ -42,10 +45,62 @@ def run(model: str | None = None, params: str | None = None, screenshot: str | N
     else:
         window.resize(1440, 900)
         window.showMaximized()  # fits any screen without asking Qt for QScreen objects (see rwi.py)
-    window.startup(model, params)
-    if out is None:
-        return app.exec()
-    return _screenshot(app, window, out, force)
+    closer = CloseOnSignals(window)
+    try:
+        try:
+            window.startup(model, params)
+        except BaseException:
+            # Stop the worker before the error leaves: a QThread destroyed while it runs aborts the
+            # process ("QThread: Destroyed while thread is still running") instead of exiting 2.
+            window.close()
+            raise
+        rc = app.exec() if out is None else _screenshot(app, window, out, force)
+    finally:
+        closer.restore()
+    return 128 + closer.received if closer.received else rc
+
+
+class CloseOnSignals:
+    """Ctrl-C (SIGINT) and SIGTERM close the window as Quit does: session saved, worker stopped.
+
+    Python runs its signal handlers only when the interpreter runs, and an idle Qt event loop
+    never enters it, so a timer wakes it up every SIGNAL_POLL_MS. A second signal while closing
+    (a job that does not stop) ends the process the default way.
+    """
+
+    def __init__(self, window):
+        from PySide6.QtCore import QTimer
+
+        self.window = window
+        self.received: int | None = None  # the signal that closed the window
+        self._previous = {}
+        try:
+            for s in CLOSE_SIGNALS:
+                self._previous[s] = signal.signal(s, self._handler)
+        except ValueError:  # not the main thread (an embedding application): its handlers stay
+            return
+        self._poll = QTimer(window)
+        self._poll.timeout.connect(lambda: None)
+        self._poll.start(SIGNAL_POLL_MS)
+
+    def _handler(self, signum, _frame) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.received = signum
+        for s in CLOSE_SIGNALS:
+            signal.signal(s, signal.SIG_DFL)
+        # Closed from the event loop, not from inside whatever Python code the signal interrupted.
+        QTimer.singleShot(0, self._close)
+
+    def _close(self) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        self.window.close()
+        QApplication.quit()  # also ends a modal dialog's loop, which close() alone would not
+
+    def restore(self) -> None:
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
 
 def _screenshot(app, window, out: Path, force: bool) -> int:

@@ -1,45 +1,101 @@
 """The session: what the studio reopens on the next start (model, face, camera, view options).
 
-Saved to ``store.home()/session.json`` atomically (temporary file + rename) and debounced: every
-change restarts a 0.5 s timer, so a slider drag writes once after it settles, and a process that
-is killed loses at most the last half second.
+Saved to ``store.home()/session.json`` atomically (temporary file + rename) and throttled: the
+first change after a save starts a 0.5 s timer that later changes do not restart, so continuous
+editing (a long slider drag) is saved twice a second and the last change once, 0.5 s after it;
+a process that is killed loses about the last half second. (A debounce that restarted on every
+change never saved while a slider moved: a kill -9 lost seconds.)
+
+A session that cannot be used (malformed JSON, wrong types, another program's file) is set aside
+as ``session.json.broken-<time>`` and the studio starts without it, with one line in the status
+bar: a bad file must not keep the window from opening.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, Qt, QTimer
 
 from studio.core import store
 from studio.core.atomic import write_text
+from studio.core.errors import StudioError
+from studio.core.jsonio import expect
+from studio.core.jsonio import read as read_json
 
 log = logging.getLogger(__name__)
 FORMAT = "face-studio-session"
 VERSION = 1
 FILE = "session.json"
-DEBOUNCE_MS = 500
+SAVE_EVERY_MS = 500
 
 
 def path() -> Path:
     return store.home() / FILE
 
 
-def read() -> dict | None:
-    """The saved session, or None when there is none or it cannot be read (never an error)."""
+def restore(set_aside_broken: bool = True) -> tuple[dict | None, str | None]:
+    """The saved session (None when there is none) and a one-line warning (None when all is well).
+
+    Never raises: a session that cannot be used is set aside (unless ``set_aside_broken`` is
+    False: a screenshot run changes nothing), and the warning says where.
+    """
     p = path()
+    if not p.exists() and not p.is_symlink():
+        return None, None
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        log.warning("ignoring unreadable session %s: %s", p, e)
-        return None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("model"), str):
-        return None
+        return check(read_json(p, FILE)), None
+    except StudioError as e:
+        problem = str(e)
+    if not set_aside_broken:
+        return None, f"{problem}: the saved session is ignored"
+    try:
+        aside = set_aside(p)
+    except OSError as e:  # cannot rename (read-only home): the next save replaces it anyway
+        log.warning("could not set the broken session %s aside: %s", p, e)
+        return None, f"{problem}: the saved session is ignored"
+    warning = f"{problem}: the saved session was set aside as {aside.name}"
+    log.warning("%s", warning)
+    return None, warning
+
+
+def set_aside(p: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = p.with_name(f"{p.name}.broken-{stamp}")
+    n = 1
+    while aside.exists() or aside.is_symlink():
+        n += 1
+        aside = p.with_name(f"{p.name}.broken-{stamp}-{n}")
+    p.rename(aside)
+    return aside
+
+
+def check(doc) -> dict:
+    """``doc`` if it is a session this studio wrote, else one ``StudioError`` line saying why."""
+    expect(doc, dict, FILE)
+    if doc.get("format") != FORMAT:
+        raise StudioError(f"{FILE} is not a Face Studio session (no \"format\": \"{FORMAT}\")")
+    expect(doc.get("model"), str, f"{FILE}: model")
+    for group, values in expect(doc.get("params", {}), dict, f"{FILE}: params").items():
+        _numbers(values, f"{FILE}: params.{group}")
+    camera = expect(doc.get("camera", []), list, f"{FILE}: camera")
+    if camera and (len(camera) != 3 or any(len(_numbers(c, f"{FILE}: camera")) != 3 for c in camera)):
+        raise StudioError(f"{FILE}: camera should be 3 points of 3 numbers")
+    for name in expect(doc.get("hidden_regions", []), list, f"{FILE}: hidden_regions"):
+        expect(name, str, f"{FILE}: hidden_regions[…]")
+    expect(doc.get("wireframe", False), bool, f"{FILE}: wireframe")
     return doc
+
+
+def _numbers(values, what: str) -> list:
+    for x in expect(values, list, what):
+        if not math.isfinite(expect(x, (int, float), f"{what}[…]")):
+            raise StudioError(f"{what} holds {x}, not a finite number")
+    return values
 
 
 def write(state: dict) -> Path:
@@ -50,7 +106,7 @@ def write(state: dict) -> Path:
 
 
 class SessionSaver(QObject):
-    """Debounced autosave: ``schedule()`` after any change, ``flush()`` at exit."""
+    """Throttled autosave: ``schedule()`` after any change, ``flush()`` at exit."""
 
     def __init__(self, collect, parent=None, enabled: bool = True):
         super().__init__(parent)
@@ -59,12 +115,15 @@ class SessionSaver(QObject):
         self.saves = 0
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
-        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.setInterval(SAVE_EVERY_MS)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)  # a coarse timer may fire 5 % late
         self._timer.timeout.connect(self.save_now)
 
     def schedule(self) -> None:
-        if self.enabled:
-            self._timer.start()  # restarts: the write happens 0.5 s after the last change
+        # A running timer is left alone (throttle): restarting it here would postpone the save
+        # for as long as the changes keep coming.
+        if self.enabled and not self._timer.isActive():
+            self._timer.start()
 
     @property
     def pending(self) -> bool:
@@ -84,5 +143,5 @@ class SessionSaver(QObject):
         try:
             write(state)
             self.saves += 1
-        except OSError as e:  # a read-only or full disk must not stop the studio
+        except (OSError, StudioError) as e:  # a read-only or full disk must not stop the studio
             log.warning("could not save the session: %s", e)

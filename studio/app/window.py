@@ -187,7 +187,7 @@ class MainWindow(QMainWindow):
         if model is not None:
             self.open_model(model, params=params)
             return
-        s = session.read()
+        s, problem = session.restore(set_aside_broken=self.session.enabled)
         if s is not None:
             self.open_model(s["model"], params=s.get("params") or {}, camera=s.get("camera"),
                             hidden=s.get("hidden_regions"), wireframe=bool(s.get("wireframe", False)),
@@ -196,8 +196,19 @@ class MainWindow(QMainWindow):
         default = default_model_path(self._checkpoints)
         if default is not None:
             self.open_model(str(default))
+            if problem is not None:
+                self._warn_after_open(problem)
             return
         self._set_has_model(False)
+        if problem is not None:
+            self.notify(problem, error=True)
+
+    def _warn_after_open(self, text: str) -> None:
+        """An error line that the opening model's own messages would replace at once: shown now,
+        and again when its first mesh is on screen."""
+        self.notify(text, error=True)
+        self.displayed.connect(lambda: self.notify(text, error=True),
+                               Qt.ConnectionType.SingleShotConnection)
 
     def open_model(self, source: str, params=None, camera=None, hidden=None, wireframe=None,
                    from_session: bool = False) -> None:
