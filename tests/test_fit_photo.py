@@ -107,24 +107,6 @@ def test_rendered_ict_photo_analysis_by_synthesis_is_close(ict_model):
     assert err < 0.6 * base and err < 3.0, (err, base)
 
 
-def test_bounded_least_squares_finds_the_exact_optimum():
-    """The landmark stage's box-constrained solver reaches the optimum (scipy's BVLS as reference),
-    with many unknowns on their bounds (blendshape weights at 0)."""
-    from scipy.optimize import lsq_linear
-
-    from studio.core.photo.fit import _bounded_least_squares
-
-    rng = np.random.default_rng(3)
-    for _ in range(5):
-        M, b = rng.normal(size=(200, 40)), 3 * rng.normal(size=200)
-        lo, hi = -rng.uniform(0, 0.3, 40), rng.uniform(0, 0.3, 40)
-        lo[:15] = 0.0
-        x = _bounded_least_squares(M, b, lo, hi)
-        ref = lsq_linear(M, b, (lo, hi), method="bvls").x
-        assert np.all(x >= lo) and np.all(x <= hi)
-        assert ((M @ x - b) ** 2).sum() <= ((M @ ref - b) ** 2).sum() * (1 + 1e-9)
-
-
 def test_ict_landmark_fit_estimates_the_noise_and_recovers_the_shape(ict_model):
     """Pose, shape and expression from 1 px-noise landmarks (joint Gauss-Newton): the estimated
     landmark σ is about the noise, and the face is far closer to the truth than the mean face."""
@@ -165,7 +147,7 @@ def test_bench_photo_runs_the_detector_and_reports_the_mean_face_beside_the_fit(
     out = capsys.readouterr().out
     doc = json.loads(out.strip().splitlines()[-1])
     assert doc["headline_alignment"] == "similarity" and {"similarity", "rigid"} <= doc["alignments"].keys()
-    assert doc["detector"].startswith("MediaPipe") and doc["detected"] == 1
+    assert doc["detector"] == "mediapipe+dlib (as studio fit photo)" and doc["detected"] == 1
     for who in ("fit", "mean_face"):
         for region in ("face", "fit_region"):
             sim, rigid = doc[who][f"{region}_rms_mm_similarity"], doc[who][f"{region}_rms_mm_rigid"]

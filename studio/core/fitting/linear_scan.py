@@ -47,6 +47,7 @@ from studio.core.fitting.align import Similarity, Target
 from studio.core.fitting.scan_io import Scan, local_geometry
 from studio.core.geometry import vertex_normals
 from studio.core.progress import report
+from studio.core.solvers import bounded_quadratic
 
 REGIONS = ("face", "head")
 
@@ -253,36 +254,6 @@ def prepare(model, region: str = "face") -> _Prepared:
 
 
 # -- the bounded solve -------------------------------------------------------------------------------
-def solve_box(h: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_iter: int = 12) -> np.ndarray:
-    """argmin ½xᵀHx − gᵀx subject to lo ≤ x ≤ hi (H positive definite), by an active set:
-    solve on the free variables, pin violators to their bound, release pinned ones whose
-    gradient points back inside."""
-    # Jacobi scaling: the pose and coefficient columns differ by orders of magnitude.
-    dscale = 1.0 / np.sqrt(np.maximum(np.diag(h), 1e-300))
-    h = h * dscale[:, None] * dscale[None, :]
-    g = g * dscale
-    lo, hi = lo / dscale, hi / dscale
-    n = len(g)
-    x = np.zeros(n)
-    fixed = np.zeros(n, bool)
-    for _ in range(max_iter):  # usually one pass: nothing leaves its box
-        free = ~fixed
-        if free.any():
-            rhs = g[free] - h[np.ix_(free, fixed)] @ x[fixed]
-            x[free] = np.linalg.solve(h[np.ix_(free, free)], rhs)
-        viol = free & ((x < lo) | (x > hi))
-        if viol.any():
-            x[viol] = np.clip(x[viol], lo[viol], hi[viol])
-            fixed |= viol
-            continue
-        grad = h @ x - g
-        release = fixed & (((x <= lo) & (grad < -1e-12)) | ((x >= hi) & (grad > 1e-12)))
-        if not release.any():
-            break
-        fixed &= ~release
-    return np.clip(x, lo, hi) * dscale
-
-
 # -- the fit -----------------------------------------------------------------------------------------
 def scan_samples(scan: Scan, pts: np.ndarray, n: int, rng: np.random.Generator):
     """Indices of a random subsample plus its normals, border and isolation flags."""
@@ -456,7 +427,7 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
         h[na:, na:] += opt.pose_damping * w * lever * np.eye(npose)
         lo = np.r_[prep.lower[active] - alpha[active], np.full(npose, -np.inf)]
         hi = np.r_[prep.upper[active] - alpha[active], np.full(npose, np.inf)]
-        x = solve_box(h, g, lo, hi)
+        x = bounded_quadratic(h, g, lo, hi)
         x = np.r_[x, np.zeros(7 - npose)]
         alpha[active] += x[:na]
         sim = sim.compose(align.pose_step(x[na:], centre))

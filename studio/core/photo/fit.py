@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from studio.core.errors import StudioError
+from studio.core.solvers import bounded_least_squares
 from studio.core.photo.camera import Camera, axis_angle_to_matrix, default_focal, project_camera
 from studio.core.photo.embedding import Correspondences, fit_region
 from studio.core.photo.raster import rasterize, visible_vertices
@@ -262,7 +263,7 @@ def _landmark_gauss_newton(sub: _Sub, corr: Correspondences, cam: Camera, coeffs
         M = np.concatenate([D / sigma_lm, np.diag(np.concatenate([pw, damp]))])
         b = np.concatenate([r / sigma_lm, np.concatenate([-pw * theta0, np.zeros(6)])])
         big = np.full(6, np.inf)
-        delta = _bounded_least_squares(M, b, np.concatenate([lo - theta0, -big]), np.concatenate([hi - theta0, big]))
+        delta = bounded_least_squares(M, b, np.concatenate([lo - theta0, -big]), np.concatenate([hi - theta0, big]))
         theta = theta0 + delta[:K]
         i = 0
         for name, k in names:
@@ -281,50 +282,6 @@ def _landmark_gauss_newton(sub: _Sub, corr: Correspondences, cam: Camera, coeffs
     G = Gd + np.diag(np.concatenate([pw ** 2, np.full(6, 1e-8)]))
     dof = float(np.trace(np.linalg.solve(G, Gd)))
     return coeffs, cam, rss, dof
-
-
-def _bounded_least_squares(M: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """min |Mθ − b|² with lo ≤ θ ≤ hi (lo ≤ 0 ≤ hi) by a primal active-set method on the normal equations.
-
-    From the feasible θ = 0: solve for the free unknowns; if that leaves the box, step to the
-    first bound hit and fix that unknown; once inside, release the fixed unknown whose gradient
-    points most into the box, until none does (the KKT point: the exact optimum of this convex
-    problem). The problem is small (a few hundred unknowns) and well conditioned thanks to the
-    prior rows, so this takes a few dozen Cholesky solves (milliseconds; scipy's BVLS is far slower).
-    """
-    from scipy.linalg import cho_factor, cho_solve
-
-    G = M.T @ M
-    g = M.T @ b
-    K = len(g)
-    theta = np.zeros(K)
-    fixed = np.zeros(K, bool)
-    for _ in range(4 * K + 10):
-        free = ~fixed
-        z = theta.copy()
-        rhs = g[free] - G[np.ix_(free, fixed)] @ theta[fixed]
-        z[free] = cho_solve(cho_factor(G[np.ix_(free, free)]), rhs)
-        out = free & ((z < lo) | (z > hi))
-        if out.any():
-            # largest step along theta → z that stays in the box
-            step = z - theta
-            with np.errstate(divide="ignore", invalid="ignore"):
-                room = np.where(step < 0, (lo - theta) / step, (hi - theta) / step)
-            room = np.where(out, room, np.inf)
-            j = int(np.argmin(room))
-            theta = theta + max(0.0, min(1.0, room[j])) * step
-            theta[j] = lo[j] if step[j] < 0 else hi[j]
-            fixed[j] = True
-            continue
-        theta = z
-        grad = G @ theta - g  # descent direction is −grad
-        inward = np.where(theta <= lo, -grad, np.where(theta >= hi, grad, 0.0))
-        inward[~fixed] = 0.0
-        j = int(np.argmax(inward))
-        if inward[j] <= 1e-12 * (1.0 + np.abs(g).max()):
-            break
-        fixed[j] = False
-    return np.clip(theta, lo, hi)
 
 
 def fit_landmarks(model, corr: Correspondences, width: int, height: int, options: FitOptions,
