@@ -29,8 +29,8 @@ def add_commands(sub) -> None:
     p.set_defaults(func=bench_gui)
 
     # Benchmarks of the other capabilities live beside their commands.
-    from studio.cli import bench_extract, bench_fit, bench_fuzz, bench_photo
-    for module in (bench_fit, bench_extract, bench_photo, bench_fuzz):
+    from studio.cli import bench_extract, bench_fit, bench_fuzz, bench_photo, bench_register
+    for module in (bench_fit, bench_extract, bench_photo, bench_fuzz, bench_register):
         module.add_command(bsub)
 
 

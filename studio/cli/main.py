@@ -17,7 +17,7 @@ from studio.core.progress import Cancelled
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from studio.cli import bench, commands, fit, neural
+    from studio.cli import bench, commands, fit, neural, register
 
     p = argparse.ArgumentParser(prog="studio", description="Face Studio: morph, fit and export 3D faces. "
                                 "Run without a command to open the window.")
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_commands(sub)
     fit.add_commands(sub)
     neural.add_commands(sub)
+    register.add_command(sub)
     bench.add_commands(sub)
     return p
 
