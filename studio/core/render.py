@@ -1,10 +1,8 @@
 """A small software rasteriser (numpy): shaded images of a mesh with no GL context.
 
 Used for thumbnails, turntable GIFs and reports from the CLI, on machines with no display or GPU.
-Orthographic camera framed on the mesh, z-buffer visibility, Lambert shading of vertex colours
-(or a neutral skin tone) interpolated per pixel. Vectorised per triangle-pixel candidate: every
-triangle's bounding box is expanded into pixel candidates at once, and the nearest candidate per
-pixel wins.
+Orthographic camera framed on the mesh, Lambert shading of vertex colours (or a neutral skin
+tone), drawn by the one z-buffer rasteriser (core/geometry/raster.py).
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from studio.core.geometry import vertex_normals
+from studio.core.geometry.raster import interpolate, rasterize
 
 SKIN = np.array([0.85, 0.72, 0.64])
 BACKGROUND = np.array([0.16, 0.17, 0.19])
@@ -49,59 +48,14 @@ def render(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = 
     vcol = np.broadcast_to(base, v.shape) * shade[:, None]
 
     scale = (size / 2) / (half * 1.05)
-    px = p[:, 0] * scale + size / 2
-    py = size / 2 - p[:, 1] * scale  # image rows grow downwards
+    xy = np.column_stack([p[:, 0] * scale + size / 2, size / 2 - p[:, 1] * scale])  # rows grow downwards
+    # An orthographic view through the one rasteriser: depth is the distance behind a plane far in
+    # front of the mesh, where its perspective-correct interpolation is linear to 1e-6.
+    far = 1000.0 * half
+    frags = rasterize(xy, far - p[:, 2], faces, size, size)
     img = np.empty((size, size, 3))
     img[:] = background
-    tri = faces
-    x, y = px[tri], py[tri]
-    x0 = np.clip(np.floor(x.min(1)), 0, size - 1).astype(np.int64)
-    x1 = np.clip(np.ceil(x.max(1)), 0, size - 1).astype(np.int64)
-    y0 = np.clip(np.floor(y.min(1)), 0, size - 1).astype(np.int64)
-    y1 = np.clip(np.ceil(y.max(1)), 0, size - 1).astype(np.int64)
-    w, h = x1 - x0 + 1, y1 - y0 + 1
-    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
-    keep = (np.abs(area) > 1e-12) & (x.max(1) >= 0) & (x.min(1) < size) & (y.max(1) >= 0) & (y.min(1) < size)
-    idx = np.flatnonzero(keep)
-    counts = (w * h)[idx]
-    # Triangles are processed in chunks so huge ones (a mesh filling the view) stay in memory bounds.
-    zbuf = np.full(size * size, -np.inf)
-    cbuf = np.zeros((size * size, 3))
-    chunk_start = 0
-    cum = np.cumsum(counts)
-    budget = 4_000_000
-    while chunk_start < idx.size:
-        base_count = cum[chunk_start - 1] if chunk_start else 0
-        chunk_end = max(int(np.searchsorted(cum, base_count + budget, side="right")), chunk_start + 1)
-        ids = idx[chunk_start:chunk_end]
-        cnt = counts[chunk_start:chunk_end]
-        t = np.repeat(ids, cnt)
-        offs = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        cx = x0[t] + offs % w[t]
-        cy = y0[t] + offs // w[t]
-        sx, sy = cx + 0.5, cy + 0.5
-        xa, ya = x[t], y[t]
-        d = area[t]
-        l1 = ((xa[:, 2] - sx) * (ya[:, 0] - sy) - (xa[:, 0] - sx) * (ya[:, 2] - sy)) / d
-        l2 = ((xa[:, 0] - sx) * (ya[:, 1] - sy) - (xa[:, 1] - sx) * (ya[:, 0] - sy)) / d
-        l0 = 1 - l1 - l2
-        inside = (l0 >= 0) & (l1 >= 0) & (l2 >= 0)
-        t, cx, cy, l0, l1, l2 = t[inside], cx[inside], cy[inside], l0[inside], l1[inside], l2[inside]
-        tv = tri[t]
-        z = l0 * p[tv[:, 0], 2] + l1 * p[tv[:, 1], 2] + l2 * p[tv[:, 2], 2]
-        pix = cy * size + cx
-        order = np.lexsort((-z, pix))
-        first = order[np.unique(pix[order], return_index=True)[1]]
-        pix, z = pix[first], z[first]
-        nearer = z > zbuf[pix]
-        pix, first, z = pix[nearer], first[nearer], z[nearer]
-        zbuf[pix] = z
-        tv = tv[first]
-        cbuf[pix] = (l0[first, None] * vcol[tv[:, 0]] + l1[first, None] * vcol[tv[:, 1]]
-                     + l2[first, None] * vcol[tv[:, 2]])
-        chunk_start = chunk_end
-    hit = np.isfinite(zbuf)
-    img.reshape(-1, 3)[hit] = cbuf[hit]
+    img[frags.mask] = interpolate(vcol, faces, frags)[frags.mask]
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 

@@ -74,7 +74,7 @@ def render_relief(points: np.ndarray, faces: np.ndarray | None, normals: np.ndar
     """A grey, two-sided Lambert image of the surface seen along −z of ``view`` (orthographic, y up,
     framed on the surface's robust extent). Returns (uint8 image, Fragments, pixel → view map, the
     triangles rasterised)."""
-    from studio.core.photo.raster import interpolate, rasterize
+    from studio.core.geometry.raster import interpolate, rasterize
 
     p = np.asarray(points, float) @ view.T
     n = np.asarray(normals, float) @ view.T

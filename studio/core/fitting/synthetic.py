@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from studio.core.geometry.raster import rasterize
 from studio.core.facemodel import UNIT_TO_MM, Params
 from studio.core.fitting.align import Similarity
 from studio.core.fitting.scan_io import Scan
@@ -74,34 +75,11 @@ def render_depth(vertices: np.ndarray, faces: np.ndarray, cam_r: np.ndarray, eye
     with np.errstate(divide="ignore", invalid="ignore"):
         u = k["fx"] * p[:, 0] / z + k["cx"]
         v = k["fy"] * p[:, 1] / z + k["cy"]
-    tri = np.asarray(faces, np.int64)
-    tri = tri[(z[tri] > 1e-9).all(axis=1)]
-    x, y = u[tri], v[tri]
-    x0 = np.clip(np.ceil(x.min(1)), 0, width - 1).astype(np.int64)
-    x1 = np.clip(np.floor(x.max(1)), 0, width - 1).astype(np.int64)
-    y0 = np.clip(np.ceil(y.min(1)), 0, height - 1).astype(np.int64)
-    y1 = np.clip(np.floor(y.max(1)), 0, height - 1).astype(np.int64)
-    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
-    ok = (np.abs(area) > 1e-12) & (x1 >= x0) & (y1 >= y0)
-    tri, x, y, x0, y0, area = tri[ok], x[ok], y[ok], x0[ok], y0[ok], area[ok]
-    w, h = (x1[ok] - x0 + 1), (y1[ok] - y0 + 1)
-    cnt = w * h
-    t = np.repeat(np.arange(len(tri)), cnt)
-    offs = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    px = x0[t] + offs % w[t]
-    py = y0[t] + offs // w[t]
-    xa, ya, d = x[t], y[t], area[t]
-    l1 = ((xa[:, 2] - px) * (ya[:, 0] - py) - (xa[:, 0] - px) * (ya[:, 2] - py)) / d
-    l2 = ((xa[:, 0] - px) * (ya[:, 1] - py) - (xa[:, 1] - px) * (ya[:, 0] - py)) / d
-    l0 = 1 - l1 - l2
-    inside = (l0 >= -1e-9) & (l1 >= -1e-9) & (l2 >= -1e-9)
-    t, px, py, l0, l1, l2 = t[inside], px[inside], py[inside], l0[inside], l1[inside], l2[inside]
-    iz = 1.0 / z[tri[t]]  # 1/z is linear in screen space: perspective-correct depth
-    depth = 1.0 / (l0 * iz[:, 0] + l1 * iz[:, 1] + l2 * iz[:, 2])
-    out = np.full(width * height, np.inf)
-    np.minimum.at(out, py * width + px, depth)
-    out[~np.isfinite(out)] = 0.0
-    return out.reshape(height, width)
+    # The one rasteriser samples pixel centres at +0.5; this depth map samples integer pixel
+    # coordinates (backproject's convention), hence the half-pixel shift.
+    xy = np.column_stack([u, v]) + 0.5
+    frags = rasterize(np.where(np.isfinite(xy), xy, -1e9), np.where(z > 1e-9, z, -1.0), faces, height, width)
+    return np.where(frags.mask, frags.depth, 0.0)
 
 
 def backproject(depth: np.ndarray, k: dict) -> np.ndarray:

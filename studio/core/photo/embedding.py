@@ -28,7 +28,7 @@ from studio.core.photo import shading
 from studio.core.photo.camera import Camera, default_focal
 from studio.core.photo.contour import Contour
 from studio.core.photo.landmarks import IBUG68_BROWS, MP_TO_IBUG68, N_POINTS, detect_faces
-from studio.core.photo.raster import Fragments
+from studio.core.geometry.raster import Fragments
 
 VERSION = 1
 FILE = "photo_embedding.npz"

@@ -40,8 +40,9 @@ from studio.core.errors import StudioError
 from studio.core.solvers import bounded_least_squares
 from studio.core.photo.camera import Camera, axis_angle_to_matrix, default_focal, project_camera
 from studio.core.photo.embedding import Correspondences, fit_region
-from studio.core.photo.raster import rasterize, visible_vertices
-from studio.core.photo.shading import sh_basis, vertex_normals_torch
+from studio.core.geometry.raster import rasterize, visible_vertices
+from studio.core.geometry import vertex_normals
+from studio.core.photo.shading import sh_basis
 from studio.core.progress import report
 
 
@@ -463,7 +464,7 @@ def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, s
         d_np = depth.detach().double().numpy()
         frags = rasterize(xy_np, d_np, sub.faces_np, cam.height, cam.width)
         vis = visible_vertices(xy_np, d_np, frags, tolerance=0.01 * scale)
-        n = vertex_normals_torch(vc.detach(), sub.faces)
+        n = vertex_normals(vc.detach(), sub.faces)
         view = -vc.detach() / vc.detach().norm(dim=1, keepdim=True)
         facing = (n * view).sum(1) > 0.25
         return torch.as_tensor(vis) & facing & photo_mask
@@ -510,7 +511,7 @@ def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, s
                     sub.retie_contour(v, R_now, (trans0 + dtrans * scale).numpy(), f)
             opt.zero_grad()
             v, vc, xy, depth = geometry()
-            n = vertex_normals_torch(vc, sub.faces)
+            n = vertex_normals(vc, sub.faces)
             albedo = albedo_of()
             pred = albedo * (sh_basis(n) @ light)
             obs = _sample(img_t, xy)
@@ -586,7 +587,7 @@ def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, s
 
 def _preview_image(image, sub: _Sub, vc, xy, depth, colours, cam: Camera, alpha: float = 0.6) -> np.ndarray:
     """The current model render blended over the photo (uint8), for progress displays."""
-    from studio.core.photo.raster import interpolate
+    from studio.core.geometry.raster import interpolate
 
     frags = rasterize(xy.double().numpy(), depth.double().numpy(), sub.faces_np, cam.height, cam.width)
     rend = interpolate(np.clip(colours.double().numpy(), 0, 1), sub.faces_np, frags)

@@ -41,15 +41,6 @@ def ambient_light(ambient: float = 0.55, key: float = 0.5, direction=(0.3, 0.35,
     return L
 
 
-def vertex_normals_torch(v: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals, differentiable w.r.t. positions."""
-    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
-    fn = torch.cross(b - a, c - a, dim=1)
-    n = torch.zeros_like(v)
-    n = n.index_add(0, faces[:, 0], fn).index_add(0, faces[:, 1], fn).index_add(0, faces[:, 2], fn)
-    return n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-
 # -- rendering a model as a photo-like image ---------------------------------------------------------
 
 SKIN_ALBEDO = np.array([0.78, 0.57, 0.47])
@@ -112,7 +103,7 @@ def render_image(vertices: np.ndarray, faces: np.ndarray, albedo: np.ndarray, li
                  background=None):
     """Render a shaded mesh through a ``Camera``: (image (H, W, 3) float in [0, 1], Fragments)."""
     from studio.core.geometry import vertex_normals
-    from studio.core.photo.raster import interpolate, rasterize
+    from studio.core.geometry.raster import interpolate, rasterize
 
     pc = camera.to_camera(vertices)
     xy, depth = camera.project(vertices)

@@ -18,7 +18,7 @@ import numpy as np
 from studio.core.atomic import check_writable, write_bytes
 from studio.core.errors import StudioError
 from studio.core.facemodel import Mesh
-from studio.core.photo.raster import rasterize, visible_vertices
+from studio.core.geometry.raster import rasterize, visible_vertices
 from studio.core.photo.shading import default_albedo, drawable_faces, regions_named
 
 EYE_WORDS = ("eyeball", "iris", "sclera", "pupil", "cornea")  # region names of the eyes
