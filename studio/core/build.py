@@ -20,6 +20,7 @@ import numpy as np
 from studio.core.atomic import atomic_path
 from studio.core.errors import StudioError
 from studio.core.facemodel import UNIT_TO_MM, ModelMeta, ParamGroup
+from studio.core.geometry.transforms import similarity_from_covariance
 from studio.core.objio import read_obj, read_obj_vertices
 from studio.core.pca import LinearGroup, PCAModel
 from studio.core.progress import ProgressFn, report
@@ -142,22 +143,13 @@ def _centred_stack(X: np.ndarray):
 
 
 def _fit(stack: np.ndarray, var: np.ndarray, target: np.ndarray, scale: bool):
-    """Umeyama: the similarity (s, R, and target centroid) fitting each centred scan onto target.
-
-    The sign fix on the smallest singular direction keeps det R = +1: a reflection would
-    mirror a face, which is a different face, not the same one in another pose.
-    """
+    """Umeyama for every scan at once: the similarity (s, R, and target centroid) fitting each
+    centred scan onto target (the covariances from one product; the closed form is the shared
+    kernel in core/geometry/transforms.py)."""
     n = stack.shape[0]
     mu = target.mean(axis=0)
     cov = ((target - mu).T @ stack / n).reshape(3, -1, 3).transpose(1, 0, 2)  # (b, 3, 3)
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.ones_like(d)
-    sign[:, 2] = np.where(np.linalg.det(u @ vt) < 0, -1.0, 1.0)
-    r = u @ (sign[:, :, None] * vt)
-    s = np.ones(len(var))
-    if scale:
-        ok = var > 0
-        s[ok] = (d * sign).sum(axis=1)[ok] / var[ok]
+    s, r = similarity_from_covariance(cov, var, scale)
     return s, r, mu
 
 

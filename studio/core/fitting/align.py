@@ -23,6 +23,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from studio.core.errors import StudioError
+from studio.core.geometry.transforms import similarity_from_covariance
 from studio.core.progress import report
 
 
@@ -64,13 +65,9 @@ def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
     mu_s, mu_d = w @ src, w @ dst
     a, b = src - mu_s, dst - mu_d
     cov = (b * w[:, None]).T @ a
-    u, d, vt = np.linalg.svd(cov)
-    e = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        e[2, 2] = -1
-    r = u @ e @ vt
     var = float(w @ np.einsum("ij,ij->i", a, a))
-    s = float(np.trace(np.diag(d) @ e) / var) if with_scale and var > 0 else 1.0
+    s, r = similarity_from_covariance(cov, np.asarray(var), with_scale)
+    s = float(s)
     return Similarity(s, r, mu_d - s * r @ mu_s)
 
 

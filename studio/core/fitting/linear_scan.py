@@ -46,6 +46,7 @@ from studio.core.fitting import align, expression_prior, rigid
 from studio.core.fitting.align import Similarity, Target
 from studio.core.fitting.scan_io import Scan, local_geometry
 from studio.core.geometry import vertex_normals
+from studio.core.geometry.robust import robust_scale
 from studio.core.progress import report
 from studio.core.solvers import bounded_quadratic
 
@@ -377,7 +378,7 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
             raise FitFailed("the scan does not match the model's face: too few points land on it "
                               "(is this a face scan, and in the unit given?)")
         # Robust scale of the residuals; correspondences far beyond it (and the worst fraction) go.
-        scale = 1.4826 * np.median(np.abs(r[keep]))
+        scale = robust_scale(r[keep])
         cut = max(3.0 * scale, opt.cut_floor_mm / mm)
         keep &= np.abs(r) <= cut
         keep &= d <= np.quantile(d[keep], 1 - opt.trim)

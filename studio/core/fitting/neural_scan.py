@@ -38,6 +38,8 @@ from studio.core.fitting import align, rigid
 from studio.core.fitting.align import Similarity, Target
 from studio.core.fitting.linear_scan import FitResult, scan_samples
 from studio.core.geometry import vertex_normals
+from studio.core.geometry.robust import robust_scale
+from studio.core.geometry.transforms import axis_angle_to_matrix
 from studio.core.progress import report
 
 
@@ -109,12 +111,6 @@ def _landmark_pose(side: rigid.ModelSide, landmarks: dict, scale: float, with_sc
     return align.landmark_align(pts, side.ibug68, with_scale)
 
 
-def _skew(w: torch.Tensor) -> torch.Tensor:
-    z = torch.zeros((), dtype=w.dtype)
-    return torch.stack([torch.stack([z, -w[2], w[1]]), torch.stack([w[2], z, -w[0]]),
-                        torch.stack([-w[1], w[0], z])])
-
-
 class _Problem:
     """The scan samples in the model's normalised frame and the differentiable SDF of (α, β, pose)."""
 
@@ -135,7 +131,7 @@ class _Problem:
         self.shift = torch.zeros(3, device=dev, requires_grad=True)  # normalised units
 
     def rotation(self) -> torch.Tensor:
-        return torch.linalg.matrix_exp(_skew(self.omega))
+        return axis_angle_to_matrix(self.omega)
 
     def posed(self, idx=None) -> torch.Tensor:
         p = self.p if idx is None else self.p[idx]
@@ -183,7 +179,7 @@ def _inliers(r: np.ndarray, agree: np.ndarray, inside: np.ndarray, opt: NeuralFi
     if ok.sum() < 30:
         raise FitFailed("the scan does not match the model's head: too few points land on it "
                           "(is this a face or head scan, and in the unit given?)")
-    noise = 1.4826 * float(np.median(np.abs(r[ok])))
+    noise = robust_scale(r[ok])
     ok &= np.abs(r) <= max(3.0 * noise, opt.cut_floor_mm)
     if ok.sum() > 30:
         ok &= np.abs(r) <= np.quantile(np.abs(r[ok]), 1 - opt.trim)

@@ -20,23 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from studio.core.geometry.transforms import axis_angle_to_matrix
+
 FOCAL_FACTOR = 1.4
 
 
 def default_focal(height: int, width: int) -> float:
     return FOCAL_FACTOR * float(max(height, width))
-
-
-def axis_angle_to_matrix(r: torch.Tensor) -> torch.Tensor:
-    """Rodrigues' formula in torch, so the photo fit differentiates through the pose (numpy code uses
-    scipy's ``Rotation.from_rotvec``); differentiable at r = 0 too, via a small epsilon."""
-    theta = torch.sqrt((r * r).sum() + 1e-12)
-    k = r / theta
-    kx, ky, kz = k[0], k[1], k[2]
-    zero = torch.zeros((), dtype=r.dtype)
-    K = torch.stack([torch.stack([zero, -kz, ky]), torch.stack([kz, zero, -kx]), torch.stack([-ky, kx, zero])])
-    eye = torch.eye(3, dtype=r.dtype)
-    return eye + torch.sin(theta) * K + (1 - torch.cos(theta)) * (K @ K)
 
 
 def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:

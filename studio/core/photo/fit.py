@@ -38,7 +38,8 @@ import torch
 
 from studio.core.errors import StudioError
 from studio.core.solvers import bounded_least_squares
-from studio.core.photo.camera import Camera, axis_angle_to_matrix, default_focal, project_camera
+from studio.core.geometry.transforms import axis_angle_to_matrix
+from studio.core.photo.camera import Camera, default_focal, project_camera
 from studio.core.photo.embedding import Correspondences, fit_region
 from studio.core.geometry.raster import rasterize, visible_vertices
 from studio.core.geometry import vertex_normals

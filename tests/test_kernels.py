@@ -1,4 +1,5 @@
-"""The one bounded least-squares solver (core/solvers.py), used by the scan and the photo fitters."""
+"""The one copy of each numeric kernel: bounded least squares (core/solvers.py), the Umeyama closed form
+and the robust scale (core/geometry)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,34 @@ def test_at_the_bounds_and_shapes_checked():
         bounded_quadratic(h, g[:2], np.zeros(3), np.ones(3))
     with pytest.raises(ValueError):
         bounded_quadratic(h, g, np.ones(3), np.zeros(3))
+
+
+def test_the_one_umeyama_closed_form_serves_one_pair_and_a_batch():
+    """Model building aligned its scans with its own batched copy of the fitters' Umeyama."""
+    from scipy.spatial.transform import Rotation
+
+    from studio.core.fitting.align import umeyama
+    from studio.core.geometry.transforms import similarity_from_covariance
+
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(50, 3))
+    r_true = Rotation.from_rotvec([0.3, -0.2, 0.5]).as_matrix()
+    dst = 1.7 * src @ r_true.T + [1.0, 2.0, 3.0]
+    sim = umeyama(src, dst)
+    np.testing.assert_allclose(sim.R, r_true, atol=1e-12)
+    assert sim.s == pytest.approx(1.7)
+    a, b = src - src.mean(0), dst - dst.mean(0)
+    cov = np.stack([b.T @ a / len(a)] * 4)
+    s, r = similarity_from_covariance(cov, np.full(4, (a * a).sum() / len(a)))
+    np.testing.assert_allclose(r, np.broadcast_to(r_true, (4, 3, 3)), atol=1e-12)
+    np.testing.assert_allclose(s, 1.7)
+    mirrored = dst * [-1, 1, 1]  # the best proper rotation, never a reflection
+    assert np.linalg.det(umeyama(src, mirrored).R) == pytest.approx(1.0)
+
+
+def test_robust_scale_ignores_outliers():
+    from studio.core.geometry.robust import robust_scale
+
+    r = np.random.default_rng(0).normal(0, 2.0, 5000)
+    r[:500] = 1e6  # 10 % gross outliers
+    assert 1.9 < robust_scale(r) < 2.5
