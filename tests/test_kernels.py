@@ -84,3 +84,22 @@ def test_robust_scale_ignores_outliers():
     r = np.random.default_rng(0).normal(0, 2.0, 5000)
     r[:500] = 1e6  # 10 % gross outliers
     assert 1.9 < robust_scale(r) < 2.5
+
+
+def test_exact_closest_points_beat_the_local_projection_where_it_is_wrong():
+    """Published fit errors searched only the triangles around the nearest vertex; a point above the
+    middle of a long thin triangle has its nearest vertex far from the triangle's closest point."""
+    from studio.core.geometry.surface import (boundary_vertices, closest_points, incident_triangles,
+                                              project_to_surface)
+
+    v = np.array([[0, 0, 0], [10, 0, 0], [5, 0.2, 0], [5, 5, 0], [0, 5, 0]], float)
+    f = np.array([[0, 1, 2], [2, 1, 3], [0, 2, 4], [4, 2, 3]])
+    p = np.array([[2.5, -1.0, 1.0]])  # over the first triangle's long edge
+    d, tri, q = closest_points(p, v, f)
+    assert d[0] == pytest.approx(np.sqrt(2.0)) and tri[0] == 0
+    near = np.argmin(np.linalg.norm(v - p, axis=1))
+    _, _, q_local = project_to_surface(p, v, f, incident_triangles(f, len(v)), np.array([near]))
+    assert np.linalg.norm(q_local - p) >= d[0] - 1e-12
+    np.testing.assert_array_equal(boundary_vertices(f, len(v)), [True, True, False, True, True])
+    with pytest.raises(ValueError):
+        closest_points(p, v, f[:0])

@@ -18,7 +18,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from studio.core.facemodel import UNIT_TO_MM
-from studio.core.fitting.linear_scan import FitResult, incident_triangles, prepare, project_to_surface
+from studio.core.fitting.linear_scan import FitResult, prepare
+from studio.core.geometry.surface import closest_points, incident_triangles
 from studio.core.fitting.scan_io import Scan, local_geometry
 from studio.core.metrics import sample_surface, surface_metrics
 
@@ -61,8 +62,9 @@ def evaluate(model, result: FitResult, scan: Scan, max_points: int = 60000, seed
     sel = np.arange(len(pts)) if len(pts) <= max_points else np.sort(rng.choice(len(pts), max_points, replace=False))
     p = pts[sel]
     near_d, near_v = cKDTree(verts).query(p)
-    tri, bary, q = project_to_surface(p, verts, prep.faces, prep.incident, near_v)
-    dist = np.linalg.norm(p - q, axis=1)
+    # Exact distances (libigl): the published errors; the fitter's own loop uses the local
+    # projection around the nearest vertex (geometry/surface.py says why).
+    dist, _, _ = closest_points(p, verts, prep.faces)
     # Stray measurements (isolated points floating off the surface) are not the fit's error.
     _, _, isolated = local_geometry(pts, cKDTree(pts), p)
     # The scan's face area: inside the outline of the model's face landmarks, once the scan is placed
@@ -106,15 +108,14 @@ def evaluate(model, result: FitResult, scan: Scan, max_points: int = 60000, seed
         samples, sample_n = sample_surface(verts, shown, count, seed=seed)
     else:
         samples, sample_n = np.zeros((0, 3)), np.zeros((0, 3))
-    covered = np.ones(len(samples), bool)
     figures = {"scan_points": int(len(pts)), "evaluated_points": int(len(sel)),
                "stray_fraction": float(isolated.mean()), "face_area_fraction": float(in_face.mean()),
                "explained_fraction": float(explained.mean()), "inlier_fraction": float(inlier.mean()),
                "scan_to_fit_median_mm": float(np.median(d)) if d.size else float("nan"),
                "scan_to_fit_p95_mm": float(np.percentile(d, 95)) if d.size else float("nan"),
                "scan_to_fit_inlier_rms_mm": float(np.sqrt(np.mean(dist[inlier] ** 2))) if inlier.any() else float("nan")}
-    if len(ref) >= 10 and covered.sum() >= 10:
-        sm = surface_metrics(samples[covered], ref, sample_n[covered], ref_n, threshold=1.0)
+    if len(ref) >= 10 and len(samples) >= 10:
+        sm = surface_metrics(samples, ref, sample_n, ref_n, threshold=1.0)
         figures.update({"chamfer_l1_mm": sm.chamfer_l1, "accuracy_mm": sm.accuracy,
                         "completeness_mm": sm.completeness, "normal_consistency": sm.normal_consistency,
                         "fscore_1mm": sm.fscore, "precision_1mm": sm.precision, "recall_1mm": sm.recall})

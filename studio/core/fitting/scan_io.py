@@ -30,6 +30,7 @@ from scipy.spatial import cKDTree
 from studio.core import jsonio
 from studio.core.errors import StudioError
 from studio.core.facemodel import UNIT_TO_MM
+from studio.core.geometry.surface import boundary_vertices
 
 MESH_SUFFIXES = (".obj", ".stl", ".glb", ".gltf", ".off")
 CLOUD_SUFFIXES = (".xyz", ".txt", ".pts", ".csv")
@@ -208,7 +209,7 @@ def _read_trimesh(path: Path) -> Scan:
     if isinstance(obj, trimesh.Trimesh) and len(obj.faces) > 0:
         v = np.asarray(obj.vertices, np.float64)
         f = np.asarray(obj.faces, np.int64)
-        return Scan(v, mesh_normals(v, f), mesh_boundary(f, len(v)), f, unit=None, kind="mesh", oriented=True)
+        return Scan(v, mesh_normals(v, f), boundary_vertices(f, len(v)), f, unit=None, kind="mesh", oriented=True)
     verts = np.asarray(getattr(obj, "vertices", np.zeros((0, 3))), np.float64)
     return Scan(verts, _ply_normals(obj, len(verts)), unit=None, kind="points")
 
@@ -269,15 +270,6 @@ def mesh_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     from studio.core.geometry import vertex_normals
 
     return vertex_normals(vertices, faces)
-
-
-def mesh_boundary(faces: np.ndarray, n: int) -> np.ndarray:
-    """Vertices on an edge that only one triangle uses (the border of an open surface)."""
-    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
-    uniq, counts = np.unique(e, axis=0, return_counts=True)
-    out = np.zeros(n, bool)
-    out[uniq[counts == 1].ravel()] = True
-    return out
 
 
 # -- depth maps ----------------------------------------------------------------------------------

@@ -228,11 +228,12 @@ def mesh_scan(model, params: Params, part: str = "head", seed: int = 0, unit: st
     radius = float(np.ptp(verts[used], axis=0).max())
     to_scan = Similarity(UNIT_TO_MM[model.meta.unit] / UNIT_TO_MM[unit] * scale, rot,
                          rng.normal(scale=radius, size=3) * UNIT_TO_MM[model.meta.unit] / UNIT_TO_MM[unit] * scale)
-    from studio.core.fitting.scan_io import mesh_boundary, mesh_normals
+    from studio.core.fitting.scan_io import mesh_normals
+    from studio.core.geometry.surface import boundary_vertices
 
     noisy = verts[used] + rng.normal(scale=noise_mm / UNIT_TO_MM[model.meta.unit], size=(len(used), 3))
     pts = to_scan.apply(noisy)
     f = remap[faces]
-    scan = Scan(pts, mesh_normals(pts, f), mesh_boundary(f, len(pts)), f, unit=unit, kind="mesh", oriented=True,
+    scan = Scan(pts, mesh_normals(pts, f), boundary_vertices(f, len(pts)), f, unit=unit, kind="mesh", oriented=True,
                 source="synthetic")
     return SyntheticScan(scan, params, verts, to_scan.inverse(), np.zeros((0, 0)), {})

@@ -9,7 +9,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from studio.core.fitting.align import Similarity
-from studio.core.fitting.scan_io import Scan, local_geometry, mesh_boundary, mesh_normals
+from studio.core.fitting.scan_io import Scan, local_geometry, mesh_normals
+from studio.core.geometry.surface import boundary_vertices
 
 
 @dataclass
@@ -29,7 +30,7 @@ class ScanSurface:
         faces = None
         if scan.faces is not None and len(scan.faces):
             faces = np.ascontiguousarray(scan.faces, np.int64)
-            normals, border, oriented = mesh_normals(pts, faces), mesh_boundary(faces, len(pts)), True
+            normals, border, oriented = mesh_normals(pts, faces), boundary_vertices(faces, len(pts)), True
         else:
             normals, border, isolated = local_geometry(pts, tree, pts, sensor=None)
             border |= isolated  # a stray point is no surface to land on

@@ -12,7 +12,8 @@ from scipy.spatial.transform import Rotation
 from studio.core.facemodel import UNIT_TO_MM
 from studio.core.fitting.align import Similarity
 from studio.core.fitting.linear_scan import region_vertices
-from studio.core.fitting.scan_io import Scan, mesh_boundary, mesh_normals
+from studio.core.fitting.scan_io import Scan, mesh_normals
+from studio.core.geometry.surface import boundary_vertices
 from studio.core.fitting.synthetic import random_params
 from studio.core.geometry import vertex_normals
 
@@ -77,7 +78,7 @@ def truth_scan(model, seed: int, bump_mm: float = 3.0, noise_mm: float = 0.2, ho
     to_scan = Similarity(s, rot, rng.normal(scale=0.2 * 1000 / UNIT_TO_MM[scan_unit], size=3))
     noisy = truth[used] + rng.normal(scale=noise_mm / mm, size=(len(used), 3))
     pts, f = to_scan.apply(noisy), remap[faces]
-    scan = Scan(pts, mesh_normals(pts, f), mesh_boundary(f, len(pts)), f, unit=scan_unit, kind="mesh",
+    scan = Scan(pts, mesh_normals(pts, f), boundary_vertices(f, len(pts)), f, unit=scan_unit, kind="mesh",
                 oriented=True, source="synthetic")
     return TruthScan(scan, truth, params, bump)
 
