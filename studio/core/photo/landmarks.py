@@ -53,14 +53,6 @@ def ibug68_from_mediapipe(points: np.ndarray) -> np.ndarray:
     return np.stack([points[list(ix)].mean(0) for ix in MP_TO_IBUG68])
 
 
-def ibug68_matrix() -> np.ndarray:
-    """(68, 478) averaging matrix of ``MP_TO_IBUG68`` (for mapping embeddings)."""
-    M = np.zeros((68, N_POINTS))
-    for i, ix in enumerate(MP_TO_IBUG68):
-        M[i, list(ix)] = 1.0 / len(ix)
-    return M
-
-
 def load_photo(path: str | os.PathLike) -> np.ndarray:
     """Read a photo as (H, W, 3) uint8 RGB; scale huge ones down; refuse tiny or unreadable ones."""
     path = Path(path)
