@@ -24,7 +24,7 @@ def astronaut():
 
 
 def rigid_rms(a, b):
-    from studio.cli.bench_photo import rigid_rms as f
+    from studio.core.metrics import rigid_rms as f
 
     return f(a, b)
 
@@ -110,7 +110,7 @@ def test_rendered_ict_photo_analysis_by_synthesis_is_close(ict_model):
 def test_ict_landmark_fit_estimates_the_noise_and_recovers_the_shape(ict_model):
     """Pose, shape and expression from 1 px-noise landmarks (joint Gauss-Newton): the estimated
     landmark σ is about the noise, and the face is far closer to the truth than the mean face."""
-    from studio.cli.bench_photo import similarity_rms
+    from studio.core.metrics import similarity_rms
     from studio.core.photo import embedding, synthetic
     from studio.core.photo.fit import FitOptions, fit_photo
 

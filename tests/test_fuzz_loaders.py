@@ -1,6 +1,6 @@
 """Seeded, bounded fuzzing of every loader the CLI calls: StudioError or success, and success loads.
 
-A few hundred mutations per loader (studio.core.fuzz); ``studio bench fuzz`` runs the long
+A few hundred mutations per loader (studio.bench.fuzz); ``studio bench fuzz`` runs the long
 campaign, in a worker process that also counts hangs and crashes. A failing case is replayed with
 ``studio bench fuzz --seed 1 --replay TARGET:INDEX``.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from studio.core.fuzz.targets import TARGETS, Unloadable, run_case
+from studio.bench.fuzz.targets import TARGETS, Unloadable, run_case
 
 SEED = 1  # the bench's default campaign uses seed 0: the suite adds different cases
 CASES = {"checkpoint": 150, "model-npz": 200}  # the slower loaders; the rest run 250 each

@@ -18,7 +18,7 @@ from pickle_craft import evil_object_field_pickle
 from studio.cli.main import main
 from studio.core import limits
 from studio.core.errors import StudioError
-from studio.core.fuzz import seeds
+from studio.bench.fuzz import seeds
 from studio.core.importers import import_model
 
 
@@ -181,7 +181,7 @@ def test_neural_config_sizes_are_bounded():
 def test_user_json_with_deep_nesting_or_long_integers_is_one_line(tmp_path, capsys):
     from studio.core import params
     from studio.core.fitting.scan_io import read_intrinsics
-    from studio.jobs.fit_scan import read_landmarks
+    from studio.core.fitting.scan_io import read_landmarks
 
     model = seeds.linear_model()
     for text in ("[" * 5000 + "]" * 5000, '{"groups": {"shape": [' + "9" * 5000 + "]}}"):

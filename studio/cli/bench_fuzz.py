@@ -1,6 +1,6 @@
 """``studio bench fuzz``: the long fuzz campaign over every loader the CLI calls.
 
-Cases come from ``studio.core.fuzz`` (the same ones ``tests/test_fuzz_loaders.py`` runs a few
+Cases come from ``studio.bench.fuzz`` (the same ones ``tests/test_fuzz_loaders.py`` runs a few
 hundred of). They run in a worker process so that a crash (a signal) or a hang (no answer
 within --timeout seconds) is counted, the worker replaced, and the campaign goes on. Each case
 is (target, seed, index): ``--replay TARGET:INDEX`` runs one again in this process.
@@ -33,7 +33,7 @@ def add_command(bsub) -> None:
 
 
 def bench_fuzz(a) -> int:
-    from studio.core.fuzz.targets import TARGETS
+    from studio.bench.fuzz.targets import TARGETS
 
     if a.replay:
         return _replay(a.replay, a.seed)
@@ -71,7 +71,7 @@ def _print(r: dict) -> None:
 
 
 def _replay(spec: str, seed: int) -> int:
-    from studio.core.fuzz.targets import TARGETS, run_case
+    from studio.bench.fuzz.targets import TARGETS, run_case
 
     target, _, index = spec.partition(":")
     if target not in TARGETS or not index.isdigit():
@@ -133,7 +133,7 @@ class _Worker:
 
 def _worker_main() -> None:
     """Read 'TARGET SEED INDEX' lines, answer one JSON line each (never a traceback)."""
-    from studio.core.fuzz.targets import Unloadable, run_case
+    from studio.bench.fuzz.targets import Unloadable, run_case
 
     with tempfile.TemporaryDirectory(prefix="studio-fuzz-") as tmp:
         for line in sys.stdin:

@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from studio.core.metrics import rigid_rms, similarity_rms
+
 
 def add_command(bsub) -> None:
     p = bsub.add_parser("photo", help="photo fitting on rendered photos: shape error (mm) and time per photo")
@@ -47,25 +49,6 @@ MIN_SIZE = 128
 HEADLINE = "similarity"
 ALIGNMENTS = {"similarity": "similarity (rotation + translation + scale; a photo does not hold absolute size)",
               "rigid": "rigid (rotation + translation, no scale: a wrong size counts as error)"}
-
-
-def aligned_rms(a: np.ndarray, b: np.ndarray, with_scale: bool) -> float:
-    """RMS of a − b after the best rotation + translation (+ scale when ``with_scale``) of a onto b."""
-    from studio.core.fitting.align import umeyama
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.sqrt(((umeyama(a, b, with_scale=with_scale).apply(a) - b) ** 2).sum(1).mean()))
-
-
-def rigid_rms(a: np.ndarray, b: np.ndarray) -> float:
-    """RMS of a − b after the best rotation + translation of a onto b (no scaling, so a wrong
-    size counts as error)."""
-    return aligned_rms(a, b, with_scale=False)
-
-
-def similarity_rms(a: np.ndarray, b: np.ndarray) -> float:
-    """RMS of a − b after the best similarity (rotation, translation, scale) of a onto b."""
-    return aligned_rms(a, b, with_scale=True)
 
 
 def bench_photo(a) -> int:

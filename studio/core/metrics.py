@@ -69,3 +69,23 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, seed: in
     mesh = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces, np.int64), process=False)
     points, face_index = trimesh.sample.sample_surface(mesh, count, seed=seed)
     return np.asarray(points), np.asarray(mesh.face_normals[face_index])
+
+
+# -- shape error after alignment (the photo bench's headline) -------------------------------------
+def aligned_rms(a: np.ndarray, b: np.ndarray, with_scale: bool) -> float:
+    """RMS of a − b after the best rotation + translation (+ scale when ``with_scale``) of a onto b."""
+    from studio.core.fitting.align import umeyama  # local: fitting.report imports this module
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.sqrt(((umeyama(a, b, with_scale=with_scale).apply(a) - b) ** 2).sum(1).mean()))
+
+
+def rigid_rms(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS of a − b after the best rotation + translation of a onto b (no scaling, so a wrong
+    size counts as error)."""
+    return aligned_rms(a, b, with_scale=False)
+
+
+def similarity_rms(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS of a − b after the best similarity (rotation, translation, scale) of a onto b."""
+    return aligned_rms(a, b, with_scale=True)

@@ -12,44 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.core import jsonio
 from studio.core import params as params_io
 from studio.core.atomic import check_writable, write_bytes
 from studio.core.errors import StudioError
 from studio.core.export import export_mesh
 from studio.core.facemodel import UNIT_TO_MM, Mesh
 from studio.core.fitting import fit_scan
-from studio.core.fitting.scan_io import Scan, load_scan, robust_extent
+from studio.core.fitting.scan_io import Scan, load_scan, read_landmarks, robust_extent
 from studio.core.progress import report, scaled
-
-
-def read_landmarks(path: str | Path) -> dict:
-    """3-D landmarks on the scan (scan coordinates and unit), paired with model landmarks:
-
-        {"set": "ibug68", "points": [[x, y, z], null, ...]}    (one entry per landmark of the set)
-        {"vertices": [1234, 567, ...], "points": [[x, y, z], ...]}   (explicit model vertex ids)
-    """
-    path = Path(path)
-    doc = jsonio.read(path, f"landmarks file {path}")
-    if not isinstance(doc, dict) or not isinstance(doc.get("points"), list):
-        raise StudioError(f"{path.name}: expected {{\"set\" or \"vertices\", \"points\": [[x, y, z], ...]}}")
-    pts = []
-    for p in doc["points"]:
-        if p is None:
-            pts.append([np.nan] * 3)
-        elif isinstance(p, (list, tuple)) and len(p) == 3 and all(isinstance(x, (int, float)) for x in p):
-            pts.append([float(x) for x in p])
-        else:
-            raise StudioError(f"{path.name}: every landmark point must be [x, y, z] or null")
-    out = {"points": np.asarray(pts, float).reshape(-1, 3)}
-    if "vertices" in doc:
-        v = doc["vertices"]
-        if not isinstance(v, list) or not all(isinstance(i, int) for i in v):
-            raise StudioError(f"{path.name}: \"vertices\" must be a list of vertex indices")
-        out["vertices"] = v
-    if "set" in doc:
-        out["set"] = str(doc["set"])
-    return out
 
 
 def expected_size_mm(model) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from studio.core.errors import StudioError
-from studio.core.fuzz import mutate, seeds
+from studio.bench.fuzz import mutate, seeds
 
 
 class Unloadable(Exception):
@@ -166,7 +166,7 @@ def _params(path: Path, workdir: Path) -> None:
 
 
 def _landmarks(path: Path, workdir: Path) -> None:
-    from studio.jobs.fit_scan import read_landmarks
+    from studio.core.fitting.scan_io import read_landmarks
 
     read_landmarks(path)
 
