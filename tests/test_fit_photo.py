@@ -64,15 +64,15 @@ def front_landmarks(model, count=40):
 
 # -- recovery on rendered photos -------------------------------------------------------------------
 def test_rendered_photo_of_a_small_model_is_recovered():
-    from studio.core.photo.fit import FitOptions, fit_photo
+    from studio.core.photo.fit import PhotoFitOptions, fit_photo
 
     model = sphere_face_model()
     vids = front_landmarks(model)
     for seed in (1,):
         photo, corr = synthetic_case(model, seed, vids)
         base = rigid_rms(model.mean, photo.vertices)
-        lm = fit_photo(model, photo.image, corr, FitOptions(landmarks_only=True))
-        full = fit_photo(model, photo.image, corr, FitOptions(iterations=40))
+        lm = fit_photo(model, photo.image, corr, PhotoFitOptions(landmarks_only=True))
+        full = fit_photo(model, photo.image, corr, PhotoFitOptions(iterations=40))
         e_lm = rigid_rms(model.vertices(lm.params), photo.vertices)
         e_full = rigid_rms(model.vertices(full.params), photo.vertices)
         assert e_lm < 0.35 * base, (e_lm, base)
@@ -89,7 +89,7 @@ def test_rendered_photo_of_a_small_model_is_recovered():
 
 def test_rendered_ict_photo_analysis_by_synthesis_is_close(ict_model):
     from studio.core.photo import embedding, synthetic
-    from studio.core.photo.fit import FitOptions, fit_photo
+    from studio.core.photo.fit import PhotoFitOptions, fit_photo
 
     m = ict_model
     emb = embedding.load_or_compute(m)
@@ -102,7 +102,7 @@ def test_rendered_ict_photo_analysis_by_synthesis_is_close(ict_model):
     corr.points = xy + rng.normal(0, 1.0, xy.shape)
     region = embedding.fit_region(m)
     base = rigid_rms(m.mean[region], photo.vertices[region]) * 10
-    res = fit_photo(m, photo.image, corr, FitOptions(iterations=100))
+    res = fit_photo(m, photo.image, corr, PhotoFitOptions(iterations=100))
     err = rigid_rms(m.vertices(res.params)[region], photo.vertices[region]) * 10  # cm → mm
     assert err < 0.6 * base and err < 3.0, (err, base)
 
@@ -112,7 +112,7 @@ def test_ict_landmark_fit_estimates_the_noise_and_recovers_the_shape(ict_model):
     landmark σ is about the noise, and the face is far closer to the truth than the mean face."""
     from studio.core.metrics import similarity_rms
     from studio.core.photo import embedding, synthetic
-    from studio.core.photo.fit import FitOptions, fit_photo
+    from studio.core.photo.fit import PhotoFitOptions, fit_photo
 
     m = ict_model
     emb = embedding.load_or_compute(m)
@@ -123,7 +123,7 @@ def test_ict_landmark_fit_estimates_the_noise_and_recovers_the_shape(ict_model):
     corr.follow_outline(photo.vertices, photo.camera)  # a detector's jaw points are on the outline
     truth = np.einsum("lk,lkd->ld", corr.w, photo.vertices[corr.vids])
     corr.points = photo.camera.project(truth)[0] + rng.normal(0, 1.0, (len(truth), 2))
-    res = fit_photo(m, photo.image, corr, FitOptions(landmarks_only=True))
+    res = fit_photo(m, photo.image, corr, PhotoFitOptions(landmarks_only=True))
     # MediaPipe points carry weight 1/2 (σ·√2): the weight-1 σ of 1 px noise is about 0.75 px
     assert 0.5 <= res.landmark_sigma_px < 1.3, res.landmark_sigma_px
     base = similarity_rms(m.mean[face], photo.vertices[face]) * 10
@@ -132,7 +132,7 @@ def test_ict_landmark_fit_estimates_the_noise_and_recovers_the_shape(ict_model):
     # wrong for a real detector on a turned face, so they are left out; 1.9 mm without them)
     assert err < 0.5 * base and err < 2.2, (err, base)
     # told a detector-sized σ, the fit trusts the landmarks less and lands farther from the truth
-    loose = fit_photo(m, photo.image, corr, FitOptions(landmarks_only=True, sigma_landmark=4.0))
+    loose = fit_photo(m, photo.image, corr, PhotoFitOptions(landmarks_only=True, sigma_landmark=4.0))
     assert loose.landmark_sigma_px == 4.0
     assert similarity_rms(m.vertices(loose.params)[face], photo.vertices[face]) * 10 > err
 
@@ -164,10 +164,10 @@ def test_bench_photo_runs_the_detector_and_reports_the_mean_face_beside_the_fit(
 
 # -- a real photo ------------------------------------------------------------------------------------
 def test_astronaut_fitted_landmarks_sit_on_the_detected_ones(ict_model):
-    from studio.core.photo.fit import FitOptions
+    from studio.core.photo.fit import PhotoFitOptions
     from studio.jobs.fit_photo import fit_photo_job
 
-    fit = fit_photo_job(ict_model, astronaut(), options=FitOptions(iterations=60))
+    fit = fit_photo_job(ict_model, astronaut(), options=PhotoFitOptions(iterations=60))
     err = fit.errors68() / fit.interocular_px
     assert err.mean() < 0.05, err.mean()
     assert np.median(err) < 0.05
@@ -276,7 +276,7 @@ def test_cli_errors_exit_2_with_one_line(small, tmp_path, capsys):
 
 # -- cancel ----------------------------------------------------------------------------------------
 def test_cancel_stops_the_fit():
-    from studio.core.photo.fit import FitOptions, fit_photo
+    from studio.core.photo.fit import PhotoFitOptions, fit_photo
 
     model = sphere_face_model()
     photo, corr = synthetic_case(model, 3, front_landmarks(model))
@@ -288,7 +288,7 @@ def test_cancel_stops_the_fit():
             raise Cancelled()
 
     with pytest.raises(Cancelled):
-        fit_photo(model, photo.image, corr, FitOptions(iterations=200), progress)
+        fit_photo(model, photo.image, corr, PhotoFitOptions(iterations=200), progress)
     assert any("landmarks" in s for s in seen)
 
 

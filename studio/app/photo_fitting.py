@@ -129,7 +129,7 @@ class PhotoFitting(QObject):
 
     def fit(self, photo, iterations: int = 250, preview_every: int = 25):
         """Start fitting the open model to ``photo`` (a path or an RGB array); returns the Job."""
-        from studio.core.photo.fit import FitOptions
+        from studio.core.photo.fit import PhotoFitOptions
         from studio.jobs.fit_photo import fit_photo_job, overlay_image
 
         w = self.window
@@ -143,7 +143,7 @@ class PhotoFitting(QObject):
         self.dock.raise_()
         self.panel.info.setText(f"fitting {model.name} to {name}…")
         self.panel.cancel.setEnabled(True)
-        options = FitOptions(iterations=iterations, preview_every=preview_every)
+        options = PhotoFitOptions(iterations=iterations, preview_every=preview_every)
         emit = self.panel.previewReady.emit
 
         def job(progress):

@@ -105,7 +105,7 @@ def _detector_trial(model, emb, regions, mm, a, i) -> dict:
     """One rendered photo through the product: ``studio fit photo``'s job, its own detector."""
     from studio.core.errors import StudioError
     from studio.core.photo import embedding
-    from studio.core.photo.fit import FitOptions
+    from studio.core.photo.fit import PhotoFitOptions
     from studio.jobs.fit_photo import fit_photo_job as fit_job
 
     photo, _ = _render(model, a, i)
@@ -113,7 +113,7 @@ def _detector_trial(model, emb, regions, mm, a, i) -> dict:
     row = _shape_errors(model, np.asarray(model.mean, float), photo.vertices, regions, mm, "mean_face")
     t0 = time.perf_counter()
     try:
-        fit = fit_job(model, photo.image, options=FitOptions(iterations=a.iterations))
+        fit = fit_job(model, photo.image, options=PhotoFitOptions(iterations=a.iterations))
     except StudioError as e:
         row.update({"detected": False, "error": str(e), "s": time.perf_counter() - t0})
         print(f"photo {i + 1}/{a.count}: {e}", flush=True)
@@ -139,14 +139,14 @@ def _detector_trial(model, emb, regions, mm, a, i) -> dict:
 def _oracle_trial(model, emb, regions, mm, a, i) -> dict:
     """Diagnostic only: the true positions of the fitter's landmarks + 1 px noise (no user has them)."""
     from studio.core.photo import embedding
-    from studio.core.photo.fit import FitOptions, fit_photo
+    from studio.core.photo.fit import PhotoFitOptions, fit_photo
 
     photo, rng = _render(model, a, i)
     corr = embedding.correspondences(model, emb, np.zeros((478, 2)))
     corr.follow_outline(photo.vertices, photo.camera)  # a detector's jaw points are on the outline
     xy, _ = photo.camera.project(np.einsum("lk,lkd->ld", corr.w, photo.vertices[corr.vids]))
     corr.points = xy + rng.normal(0, 1.0, xy.shape)
-    res = fit_photo(model, photo.image, corr, FitOptions(iterations=a.iterations))
+    res = fit_photo(model, photo.image, corr, PhotoFitOptions(iterations=a.iterations))
     return _shape_errors(model, model.vertices(res.params), photo.vertices, regions, mm, "oracle")
 
 

@@ -35,7 +35,7 @@ def add_command(fsub) -> None:
 def cmd_fit_photo(a) -> int:
     from studio.cli.commands import _run
     from studio.core.errors import StudioError
-    from studio.core.photo.fit import FitOptions
+    from studio.core.photo.fit import PhotoFitOptions
     from studio.core.registry import open_model
     from studio.jobs.fit_photo import check_outputs, fit_photo_job, write_outputs
 
@@ -47,7 +47,7 @@ def cmd_fit_photo(a) -> int:
         raise StudioError("--face counts from 1 (the largest face)")
     check_outputs([a.out, a.mesh, a.overlay], a.force)
     model = open_model(a.model)
-    options = FitOptions(focal=a.focal, landmarks_only=a.landmarks_only, iterations=a.iterations)
+    options = PhotoFitOptions(focal=a.focal, landmarks_only=a.landmarks_only, iterations=a.iterations)
     fit = _run("fitting", fit_photo_job, model, a.image, a.face, options, detector=a.detector)
     written = write_outputs(model, fit, a.out, a.mesh, a.overlay, a.force)
     s = fit.summary()

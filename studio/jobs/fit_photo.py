@@ -11,7 +11,7 @@ from studio.core import params as params_io
 from studio.core.atomic import check_writable
 from studio.core.errors import StudioError
 from studio.core.photo import embedding
-from studio.core.photo.fit import FitOptions, FitResult, fit_photo
+from studio.core.photo.fit import PhotoFitOptions, PhotoFitResult, fit_photo
 from studio.core.photo.landmarks import IBUG68_BROWS, IBUG68_EYE_OUTER, detect_one, ibug68_from_mediapipe, load_photo, prepare_image
 from studio.core.photo.verdict import Verdict, judge
 from studio.core.progress import report, scaled
@@ -23,7 +23,7 @@ class PhotoFit:
     image: np.ndarray  # the photo as fitted (uint8; scaled down when it was huge)
     image_scale: float  # photo pixels per fitted-image pixel (1 unless scaled down)
     mediapipe_px: np.ndarray | None  # (478, 2) Face Mesh's points, fitted-image pixels (None: dlib alone)
-    result: FitResult
+    result: PhotoFitResult
     vertices: np.ndarray  # the fitted face (model coordinates)
     landmarks68_px: np.ndarray | None  # fitted model's 68 iBUG points, photo pixels
     detected68_px: np.ndarray  # the detected 68 the fit used, photo pixels
@@ -59,7 +59,7 @@ class PhotoFit:
 DETECTORS = ("auto", "mediapipe", "dlib", "both")  # auto: both when dlib is installed
 
 
-def fit_photo_job(model, photo, face: int | None = None, options: FitOptions | None = None, progress=None,
+def fit_photo_job(model, photo, face: int | None = None, options: PhotoFitOptions | None = None, progress=None,
                   preview=None, detector: str = "auto") -> PhotoFit:
     """``photo``: a path or an (H, W, 3) array. ``face``: 1-based, largest first, when there are several.
     ``detector``: one of DETECTORS (dlib68.py says what each does best)."""

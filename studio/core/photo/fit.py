@@ -51,7 +51,7 @@ SIGMA_LANDMARK_FLOOR = 0.5  # px: below this, sub-pixel effects (rasterisation, 
 
 
 @dataclass
-class FitOptions:
+class PhotoFitOptions:
     focal: float | None = None  # pixels; default_focal() when None
     landmarks_only: bool = False  # stop after stage 2
     sigma_landmark: float | None = None  # px; default from the face size
@@ -71,7 +71,7 @@ class FitOptions:
 
 
 @dataclass
-class FitResult:
+class PhotoFitResult:
     params: dict  # group name → coefficients (all of the model's groups)
     camera: Camera
     light: np.ndarray  # (9, 3)
@@ -244,7 +244,7 @@ def _landmark_system(sub: _Sub, corr: Correspondences, cam: Camera, coeffs: dict
 
 
 def _landmark_gauss_newton(sub: _Sub, corr: Correspondences, cam: Camera, coeffs: dict, sigma_lm: float,
-                           options: FitOptions, steps: int = 6):
+                           options: PhotoFitOptions, steps: int = 6):
     """Pose, shape and expression MAP from the landmarks, jointly (bounded Gauss-Newton).
 
     Alternating pose and shape converges slowly here (a turned head and an asymmetric face, a far
@@ -286,7 +286,7 @@ def _landmark_gauss_newton(sub: _Sub, corr: Correspondences, cam: Camera, coeffs
     return coeffs, cam, rss, dof
 
 
-def fit_landmarks(model, corr: Correspondences, width: int, height: int, options: FitOptions,
+def fit_landmarks(model, corr: Correspondences, width: int, height: int, options: PhotoFitOptions,
                   sub: _Sub | None = None, progress=None):
     """Stages 1 and 2: pose from the mean face, then pose, shape and expression together.
 
@@ -358,19 +358,19 @@ def _sample(img_t: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
                                            align_corners=False)[0, :, 0].T
 
 
-def fit_photo(model, image: np.ndarray, corr: Correspondences, options: FitOptions | None = None,
-              progress=None, preview: Callable[[np.ndarray], None] | None = None) -> FitResult:
+def fit_photo(model, image: np.ndarray, corr: Correspondences, options: PhotoFitOptions | None = None,
+              progress=None, preview: Callable[[np.ndarray], None] | None = None) -> PhotoFitResult:
     """Fit ``model`` to ``image`` (H, W, 3 uint8) given landmark correspondences."""
     from studio.core import threads
 
-    options = options or FitOptions()
+    options = options or PhotoFitOptions()
     # The tensors are small (a face region, a few hundred parameters): one thread is as fast and
     # does not spin-wait against other processes on a busy machine.
     with threads.limited(1):
         return _fit_photo(model, image, corr, options, progress, preview)
 
 
-def _fit_photo(model, image, corr, options, progress, preview) -> FitResult:
+def _fit_photo(model, image, corr, options, progress, preview) -> PhotoFitResult:
     torch.manual_seed(options.seed)
     t_start = time.perf_counter()
     H, W = image.shape[:2]
@@ -404,7 +404,7 @@ def _fit_photo(model, image, corr, options, progress, preview) -> FitResult:
         P = sub.landmarks(v).double().numpy()
     fitted, _ = cam.project(P)
     report(progress, 1.0, "done")
-    return FitResult(params, cam, light, albedo_full, corr.points.copy(), fitted, timings,
+    return PhotoFitResult(params, cam, light, albedo_full, corr.points.copy(), fitted, timings,
                      landmark_sigma_px=float(sigma_lm))
 
 
