@@ -15,7 +15,9 @@ Layout (after napari's separation of a document model, views and thread workers)
     exporting.py     the Export menu (same core code as the CLI)
     session.py       session.json: what reopens on the next start (throttled autosave)
     statusbar.py     job progress / Cancel / one-line messages
-    welcome.py       the centre view shown when there is no model yet
+    welcome.py       the welcome panel: beside the neural head while the store is empty, or
+                     instead of the viewport when no model can open
+    help.py          Help → About (licences) and Help → Keyboard shortcuts
     defaults.py      the embedded default model hook (checkpoints/*.npz)
     dialogs.py       every question the studio asks (file choosers, confirmations)
     pyside_fix.py    guard against PySide6 6.12.0's reference-count bugs (excluded by the pin)

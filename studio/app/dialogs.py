@@ -51,3 +51,8 @@ def ask_text(parent, title: str, label: str, text: str = "") -> str | None:
 def ask_int(parent, title: str, label: str, value: int, lo: int, hi: int) -> int | None:
     v, ok = QInputDialog.getInt(parent, title, label, value, lo, hi)
     return int(v) if ok else None
+
+
+def ask_item(parent, title: str, label: str, items: list[str], current: int = 0) -> str | None:
+    value, ok = QInputDialog.getItem(parent, title, label, items, current, False)
+    return value if ok else None

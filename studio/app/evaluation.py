@@ -51,6 +51,7 @@ class EvalResult:
     t_request: float
     t_done: float
     faces: np.ndarray | None = None  # set for models whose topology changes (neural): the triangles
+    preview: bool = False  # the coarse preview mesh (the viewport shows a "preview" badge)
 
 
 class MeshEvaluator:
@@ -90,7 +91,7 @@ class MeshEvaluator:
         model = req.model
         if model is not self.model:
             self._bind(model)
-        incremental = False
+        incremental = preview = False
         if self._ev is not None:
             verts, incremental = self._pca_vertices(req.params)
             colors = self._pca_colors(req.params)
@@ -109,7 +110,7 @@ class MeshEvaluator:
         dist, pct = prior.mahalanobis(model.groups, req.params)
         return EvalResult(req.serial, model, req.params, verts, normals, colors, nlp, dist, pct,
                           incremental, req.t_request, time.perf_counter(),
-                          None if self._ev is not None else self._faces)
+                          None if self._ev is not None else self._faces, preview)
 
     def _pca_vertices(self, params: Params) -> tuple[np.ndarray, bool]:
         ev = self._ev

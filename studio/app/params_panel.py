@@ -12,10 +12,12 @@ container widget), with updates disabled while the tab is filled.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                QScrollArea, QTabWidget, QVBoxLayout, QWidget)
-from superqt import QLabeledDoubleSlider
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QSizePolicy, QStyle, QStylePainter
+from superqt import QDoubleSlider, QLabeledDoubleSlider
 
 from studio.app.evaluation import PLAUSIBILITY_TIP
 from studio.core import expressions, prior
@@ -70,6 +72,54 @@ class SliderBehaviour(QObject):
             s.setValue(float(np.clip(value, s.minimum(), s.maximum())))
             return True
         return False
+
+
+class CentredDoubleSlider(QDoubleSlider):
+    """superqt's float slider with its fill drawn from 0, not from the left end.
+
+    The style fills the groove from the minimum to the handle, so a ±3σ slider at 0 looked half set.
+    A style sheet cannot move where the fill starts; this paints the groove and the fill (from the
+    value 0, clamped into the range, to the handle) itself, then lets the style draw the handle.
+    """
+
+    GROOVE_HEIGHT = 4
+
+    def fill_span(self) -> tuple[int, int]:
+        """Pixel x of the fill's two ends: where 0 lies, and the handle's centre."""
+        style, opt = self.style(), self._styleOption
+        cc, handle = QStyle.ComplexControl.CC_Slider, QStyle.SubControl.SC_SliderHandle
+        x_value = style.subControlRect(cc, opt, handle, self).center().x()
+        origin = min(max(0.0, self.minimum()), self.maximum())
+        opt.sliderPosition = opt.sliderValue = self._to_qinteger_space(origin - self.minimum())
+        return style.subControlRect(cc, opt, handle, self).center().x(), x_value
+
+    def paintEvent(self, ev) -> None:
+        if self.orientation() != Qt.Orientation.Horizontal:
+            super().paintEvent(ev)
+            return
+        opt = self._styleOption
+        groove = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, opt,
+                                             QStyle.SubControl.SC_SliderGroove, self)
+        h = self.GROOVE_HEIGHT
+        track = groove.adjusted(0, (groove.height() - h) // 2, 0, 0)
+        track.setHeight(h)
+        a, b = sorted(self.fill_span())
+        fill = track.adjusted(0, 0, 0, 0)
+        fill.setLeft(a)
+        fill.setRight(b)
+        pal = self.palette()
+        painter = QStylePainter(self)  # plain rectangles, no antialiasing: 153 rows repaint per change
+        painter.fillRect(track, pal.color(QPalette.ColorRole.Mid))
+        role = QPalette.ColorRole.Highlight if self.isEnabled() else QPalette.ColorRole.Dark
+        painter.fillRect(fill, pal.color(role))
+        opt.subControls = QStyle.SubControl.SC_SliderHandle  # the style's own handle, no groove
+        painter.drawComplexControl(QStyle.ComplexControl.CC_Slider, opt)
+
+
+class CentredLabeledSlider(QLabeledDoubleSlider):
+    """QLabeledDoubleSlider (slider + value box) around a CentredDoubleSlider."""
+
+    _slider_class = CentredDoubleSlider
 
 
 # key → steps of 0.1σ (None: back to 0)
@@ -166,7 +216,7 @@ class GroupTab(QWidget):
                 row += 1
             for i in ids:
                 label = QLabel(self.labels[i].label)
-                s = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+                s = CentredLabeledSlider(Qt.Orientation.Horizontal)
                 s.setDecimals(2)
                 s.valueChanged.connect(lambda v, i=i: self._on_value(i, v))
                 s.sliderPressed.connect(self._ensure_drag)  # a drag begun without the mouse
@@ -296,6 +346,8 @@ class GroupTab(QWidget):
 class ParameterPanel(QWidget):
     """The dock body: Random all / Reset all, the group tabs and the plausibility readout."""
 
+    rangesChanged = Signal()  # a tab's range box changed (the session saves it)
+
     def __init__(self, doc, parent=None, seed=None):
         super().__init__(parent)
         self.doc = doc
@@ -318,6 +370,9 @@ class ParameterPanel(QWidget):
         lay.addWidget(self.tabs, 1)
         self.plausibility = QLabel("")  # one line: elided by the dock's width rather than wrapped
         self.plausibility.setToolTip(PLAUSIBILITY_TIP)
+        # A QLabel is at least as wide as its text: a long readout widened the dock (and narrowed
+        # the viewport) on every change; ignored, the dock's width decides and the line is clipped.
+        self.plausibility.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         lay.addWidget(self.plausibility)
         self.setEnabled(False)
         doc.modelChanged.connect(self.set_model)
@@ -333,6 +388,7 @@ class ParameterPanel(QWidget):
             return
         for g in model.groups:
             tab = GroupTab(self.doc, g, self.rng)
+            tab.range_box.valueChanged.connect(lambda _k: self.rangesChanged.emit())
             self.tabs_by_group[g.name] = tab
             self.tabs.addTab(tab, f"{g.name} ({g.size})")
         self.setEnabled(True)
@@ -346,6 +402,15 @@ class ParameterPanel(QWidget):
         else:
             group, index = change
             self.tabs_by_group[group].sync(index)
+
+    def ranges(self) -> dict[str, float]:
+        """Each tab's range box (±kσ, or the box stretch), by group name."""
+        return {name: float(tab.range_box.value()) for name, tab in self.tabs_by_group.items()}
+
+    def set_ranges(self, ranges: dict) -> None:
+        for name, k in ranges.items():
+            if name in self.tabs_by_group:  # a group the model no longer has is ignored
+                self.tabs_by_group[name].range_box.setValue(float(k))
 
     def slider(self, group: str, index: int) -> QLabeledDoubleSlider:
         return self.tabs_by_group[group].sliders[index]

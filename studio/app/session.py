@@ -13,9 +13,11 @@ bar: a bad file must not keep the window from opening.
 
 from __future__ import annotations
 
+import binascii
 import json
 import logging
 import math
+import re
 import time
 from pathlib import Path
 
@@ -88,7 +90,27 @@ def check(doc) -> dict:
     for name in expect(doc.get("hidden_regions", []), list, f"{FILE}: hidden_regions"):
         expect(name, str, f"{FILE}: hidden_regions[…]")
     expect(doc.get("wireframe", False), bool, f"{FILE}: wireframe")
+    for key in ("dock_state", "geometry"):  # QMainWindow.saveState / saveGeometry, base64
+        _base64(doc.get(key, ""), f"{FILE}: {key}")
+    for group, k in expect(doc.get("ranges", {}), dict, f"{FILE}: ranges").items():
+        if not math.isfinite(expect(k, (int, float), f"{FILE}: ranges.{group}")) or k <= 0:
+            raise StudioError(f"{FILE}: ranges.{group} holds {k}, not a positive number")
     return doc
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+MAX_LAYOUT_CHARS = 65536  # a layout is a few kB; more is not one this studio wrote
+
+
+def _base64(text, what: str) -> bytes:
+    """The bytes of a base64 string (Qt's own layout blobs; Qt checks their content itself)."""
+    expect(text, str, what)
+    if len(text) > MAX_LAYOUT_CHARS or not _BASE64.fullmatch(text):
+        raise StudioError(f"{what} is not a window layout this studio saved (base64 expected)")
+    try:
+        return binascii.a2b_base64(text)
+    except binascii.Error as e:
+        raise StudioError(f"{what} is not a window layout this studio saved ({e})") from None
 
 
 def _numbers(values, what: str) -> list:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QGridLayout, QGroupBox, QPushButton, QScrollArea, QVBoxLayout,
                                QWidget)
 
@@ -35,6 +35,7 @@ class ViewPanel(QWidget):
         box_lay.setContentsMargins(2, 2, 2, 2)
         self._scroll = QScrollArea()
         self._scroll.setWidgetResizable(True)
+        self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         box_lay.addWidget(self._scroll)
         lay.addWidget(self.regions_box, 1)
         lay.addStretch(0)  # takes the space instead of the regions box for models without regions
@@ -50,11 +51,14 @@ class ViewPanel(QWidget):
         self.checks = {}
         regions = [] if model is None else list(model.meta.regions)
         hidden = self.viewport.hidden_regions
+        # One column: two columns in a 300 px dock cut ICT's names off ("head and n"); the list
+        # scrolls instead, and the tooltip repeats the model's own name.
         for i, name in enumerate(regions):
             c = QCheckBox(name.replace("_", " "))
+            c.setToolTip(f"show or hide the region '{name}'")
             c.setChecked(name not in hidden)
             c.toggled.connect(self._regions)
-            grid.addWidget(c, i // 2, i % 2)
+            grid.addWidget(c, i, 0)
             self.checks[name] = c
         self._scroll.setWidget(body)
         self.regions_box.setVisible(bool(regions))

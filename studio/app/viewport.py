@@ -77,6 +77,8 @@ class Viewport(QWidget):
         self._hidden: set[str] = set()
         self._render_pending = False
         self._closed = False
+        self._badge = None  # the "preview" text actor, made on first use
+        self.preview_shown = False  # the coarse preview mesh is on screen
 
     # -- model -----------------------------------------------------------------------------------
     def set_model(self, model, vertices: np.ndarray, faces: np.ndarray) -> None:
@@ -191,9 +193,25 @@ class Viewport(QWidget):
         self.last_apply_time = time.perf_counter()
         self.applied_serial = res.serial
         self.applied_params = res.params
+        self.set_preview_badge(bool(getattr(res, "preview", False)))
         self.applied.emit(res)
         if self.auto_render:
             self.request_render()
+
+    def set_preview_badge(self, on: bool) -> None:
+        """A small "preview" label while the coarse mesh of a neural model is on screen (eyes and
+        ears dissolve at that resolution: it must not pass for the model's real shape). Drawn by
+        VTK, not a Qt label, so it shows over the native GL surface and in screenshots."""
+        if on == self.preview_shown:
+            return
+        self.preview_shown = on
+        if self._badge is None:
+            if not on:
+                return
+            self._badge = self.plotter.add_text("preview — release to refine", position="upper_right",
+                                                font_size=10, color="#f0c040", name="preview-badge",
+                                                render=False)
+        self._badge.SetVisibility(on)
 
     def _set_topology(self, vertices: np.ndarray, faces: np.ndarray) -> None:
         """Replace points and triangles (models whose topology changes with the parameters, like the
