@@ -17,10 +17,9 @@ from studio.core.errors import StudioError
 class LibraryPanel(QWidget):
     changed = Signal()  # the list of saved faces changed (the interpolation panel listens)
 
-    def __init__(self, doc, runner, notify, thumbnail_faces, parent=None):
+    def __init__(self, doc, runner, notify, parent=None):
         super().__init__(parent)
         self.doc, self.runner, self.notify = doc, runner, notify
-        self._thumbnail_faces = thumbnail_faces  # () -> triangles currently shown (for thumbnails)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         self.list = QListWidget()

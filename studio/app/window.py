@@ -78,7 +78,7 @@ class MainWindow(QMainWindow):
         # neural model's triangles change with its parameters, so it draws its own mesh's.
         faces_shown = lambda: (self.viewport._faces[self.viewport.visible_faces]  # noqa: E731
                                if getattr(self.doc.model, "kind", "pca") == "pca" else None)
-        self.library = LibraryPanel(self.doc, self.runner, self.notify, faces_shown)
+        self.library = LibraryPanel(self.doc, self.runner, self.notify)
         self.interp = InterpolationPanel(self.doc, self.runner, self.library, self.notify, faces_shown)
         self.docks = {}
         self._dock("Parameters", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)
