@@ -223,3 +223,90 @@ def neural_eval_job(neural, linear, count: int = 5, points: int = 20000, steps: 
                     k: float(np.mean([v[k] for v in vals])) for k in ("chamfer_l1", "normal_consistency", "fscore")}
     return {"eval": "neural", "seeds": seeds, "points": points, "steps": steps, "resolution": resolution,
             "lambda": lam, "threshold_mm": THRESHOLD_MM, "summary": summary, "identities": per_identity}
+
+
+# --- the 2-D stage's ablation: noisy, partial, outlier-ridden clouds fitted by the product's scan fitter ---
+
+ABLATION_CLOUDS = ("complete", "partial")
+ABLATION_NOISE_MM = (0.5, 1.0, 2.0, 3.0)
+ABLATION_OUTLIERS = (0.0, 0.2)
+
+
+def corrupted(cloud: np.ndarray, noise_mm: float, outliers: float, seed: int) -> np.ndarray:
+    """``cloud`` (mm) with N(0, noise_mm²) added to every coordinate, then uniform outliers in the
+    cloud's box grown by 10 % per side, making up the fraction ``outliers`` of the result (a scanner's
+    stray returns: hair, background, multipath)."""
+    rng = np.random.default_rng(seed)
+    p = cloud + rng.normal(scale=noise_mm, size=cloud.shape)
+    n_out = int(round(outliers * len(p) / max(1.0 - outliers, 1e-9)))
+    lo, hi = cloud.min(0), cloud.max(0)
+    pad = 0.1 * (hi - lo)
+    return np.vstack([p, rng.uniform(lo - pad, hi + pad, (n_out, 3))])
+
+
+def fit_cloud(neural, points_mm: np.ndarray, options=None):
+    """The studio's own scan fit (``jobs.fit_scan.fit``: rigid alignment, robust latent MAP with
+    outlier rejection, expression) of an unoriented point cloud in mm; the fitted mesh placed on the
+    cloud (vertices mm, triangles)."""
+    from studio.core.fitting.scan_io import Scan
+    from studio.jobs.fit_scan import fit
+
+    scan = Scan(points=np.asarray(points_mm, np.float64), unit="mm", kind="points", source="ablation cloud")
+    result, _ = fit(neural, scan, options=options)
+    return result.vertices_in_scan(), np.asarray(result.faces, np.int64)
+
+
+def ablation_settings(noise=ABLATION_NOISE_MM, outliers=ABLATION_OUTLIERS) -> list[tuple[str, float, float]]:
+    return [(c, float(s), float(o)) for c in ABLATION_CLOUDS for s in noise for o in outliers]
+
+
+def setting_key(cloud: str, noise_mm: float, outliers: float) -> str:
+    return f"{cloud}/noise {noise_mm:g} mm/outliers {outliers * 100:g} %"
+
+
+def neural_ablation_job(arms: dict, linear, count: int = 3, points: int = 20000, samples: int = SAMPLES,
+                        noise=ABLATION_NOISE_MM, outliers=ABLATION_OUTLIERS, options=None,
+                        progress: ProgressFn | None = None) -> dict:
+    """Fit every arm (name → neural model; e.g. trained with and without the 2-D stage) to the same
+    corrupted clouds of ``count`` held-out identities; head and face Chamfer-L1 / F@1mm per setting
+    (mean over identities) and per fit."""
+    if not arms:
+        raise StudioError("the ablation needs at least one neural model")
+    first = next(iter(arms.values()))
+    seeds = heldout_seeds(first, count)
+    regions = tuple((first.checkpoint.meta or {}).get("recipe", {}).get("regions") or first.checkpoint.config.regions)
+    for name, m in arms.items():
+        if heldout_seeds(m, count) != seeds:
+            raise StudioError(f"ablation: {name} holds out other identities than {next(iter(arms))}")
+    settings = ablation_settings(noise, outliers)
+    rows, n_tasks, done = [], len(seeds) * len(settings) * len(arms), 0
+    for seed in seeds:
+        t = truth(linear, seed, regions)
+        cl = clouds(t, points, seed)
+        for k, (kind, sigma, out) in enumerate(settings):
+            pts = corrupted(cl[kind][0], sigma, out, seed * 100 + k)
+            for name, m in arms.items():
+                report(progress, done / n_tasks, f"identity {seed}: {setting_key(kind, sigma, out)}: {name}")
+                v, f = fit_cloud(m, pts, options)
+                reg = region_metrics(v, f, t, samples, seed)
+                rows.append({"seed": seed, "arm": name, "setting": setting_key(kind, sigma, out),
+                             **{f"{r}_{q}": float(reg[r][q]) for r in REGIONS for q in ("chamfer_l1", "fscore")}})
+                done += 1
+    report(progress, 1.0, "done")
+    return {"arms": list(arms), "seeds": seeds, "points": points, "samples": samples,
+            "settings": [setting_key(*s) for s in settings], "summary": ablation_summary(rows, arms, settings),
+            "fits": rows}
+
+
+def ablation_summary(rows: list[dict], arms, settings) -> dict:
+    """arm → setting → mean figures, plus each arm's mean over all settings."""
+    out: dict = {}
+    keys = [f"{r}_{q}" for r in REGIONS for q in ("chamfer_l1", "fscore")]
+    for name in arms:
+        per = {}
+        for s in settings:
+            sel = [r for r in rows if r["arm"] == name and r["setting"] == setting_key(*s)]
+            per[setting_key(*s)] = {k: float(np.mean([r[k] for r in sel])) for k in keys}
+        per["all settings"] = {k: float(np.mean([v[k] for v in per.values()])) for k in keys}
+        out[name] = per
+    return out

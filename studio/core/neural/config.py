@@ -64,7 +64,11 @@ class NeuralConfig:
     n_expr_ids: int = 0              # identities with expressions (the first ones); 0: all
     n_norm_ids: int = 0              # identities the normalisation is computed on (the first ones); 0: all
     expr_active: int = 6             # non-zero blendshape weights per random expression
+    expr_active_max: int = 0         # > 0: a random count in expr_active..expr_active_max per expression
+                                     #   (1..53 on ICT: every blendshape, alone and in crowds)
     regions: tuple = ("face", "head_and_neck")   # outer surface used for the SDF
+    eye_regions: tuple = ()          # closed shells joined to the solid (ICT: the eyeballs), data.py
+    detail_share: float = 0.0        # share of surface/near samples drawn by curvature × area (data.py)
     n_surface: int = 16000           # per identity: surface points with normals
     n_near: int = 16000              # per identity: near-surface points (half at each σ)
     near_sigmas: tuple = (0.01, 0.002)  # perturbation std devs, normalised units
@@ -82,8 +86,8 @@ class NeuralConfig:
     lr_decay: float = 0.3            # multiply lrs by this over each stage (cosine-free, linear in log)
     id_steps: int = 20000            # step budgets per stage (a --max-minutes time budget splits
     ex_steps: int = 6000             #   by stage_time_fractions and ends a stage early)
-    render_steps: int = 0            # the optional 2D branch: off in the shipped model
-    stage_time_fractions: tuple = (0.78, 0.22, 0.0)
+    render_steps: int = 0            # the 2D stage (runs after identity, before expression)
+    stage_time_fractions: tuple = (0.78, 0.22, 0.0)  # (identity, expression, render): JSON order kept
     ex_batch: int = 16               # (identity, expression) pairs per expression step
     ex_pts: int = 1000               # correspondences per pair per step
     ex_pts_free: int = 300           # uniform points per pair for the deformation penalty
@@ -106,6 +110,9 @@ class NeuralConfig:
     # 2D branch (render2d.py)
     render_res: int = 64
     render_samples: int = 32
+    render_fine: int = 0             # > 0: coarse-to-fine rays, this many samples with gradients
+    render_batch: int = 0            # identities rendered per 2D step (0: batch_ids // 2)
+    w_render_3d: float = 1.0         # the 3D identity losses' weight inside the 2D stage
     w_render_normal: float = 1.0
     w_gan: float = 0.05
     r1_gamma: float = 1.0
@@ -180,6 +187,7 @@ class NeuralConfig:
     def __post_init__(self):
         self.gen_channels = tuple(self.gen_channels)
         self.regions = tuple(self.regions)
+        self.eye_regions = tuple(self.eye_regions)
         self.near_sigmas = tuple(self.near_sigmas)
         self.stage_time_fractions = tuple(self.stage_time_fractions)
 
@@ -199,7 +207,8 @@ _RANGES = {
     "batch_ids": (1, 100_000), "pts_surface": _POINTS, "pts_near": _POINTS, "pts_uniform": _POINTS,
     "lr_model": (0.0, 10.0), "lr_latent": (0.0, 10.0), "lr_decay": (0.0, 1.0), "id_steps": _STEPS,
     "ex_steps": _STEPS, "render_steps": _STEPS, "ex_batch": (1, 100_000), "ex_pts": _POINTS,
-    "ex_pts_free": _POINTS, "render_res": (1, 2048), "render_samples": (1, 4096), "eval_res": (2, 1024),
+    "ex_pts_free": _POINTS, "render_res": (1, 2048), "render_samples": (1, 4096), "render_fine": (0, 4096),
+    "render_batch": (0, 100_000), "expr_active_max": (0, 10_000), "detail_share": (0.0, 1.0), "eval_res": (2, 1024),
     "eval_n": (0, 10_000), "eval_fit_steps": _STEPS, "seed": (0, 2 ** 62), "checkpoint_minutes": (0.0, 1e6),
     "nonsurface_alpha": (0.0, 1e6), "r1_gamma": (0.0, 1e6),
 }
@@ -211,7 +220,8 @@ def _typed(key: str, value, default):
     if isinstance(default, tuple):
         if not isinstance(value, list) or len(value) > 64:
             raise StudioError(f"neural config {key} must be a short JSON list")
-        items = [_typed(key, v, default[0]) for v in value] if default else value
+        # (an empty default, e.g. eye_regions, holds region names)
+        items = [_typed(key, v, default[0] if default else "") for v in value]
         return tuple(items)
     if isinstance(default, str):
         ok = isinstance(value, str) and len(value) <= 256

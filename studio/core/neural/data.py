@@ -45,8 +45,12 @@ from studio.core.neural.config import NeuralConfig
 from studio.core.progress import ProgressFn, report
 
 DATA_FIELDS = ("n_train", "train_seed0", "n_expr_per_id", "n_expr_ids", "n_norm_ids", "expr_active", "regions",
-               "n_surface", "n_near", "near_sigmas", "n_uniform", "n_corr", "unit_radius")
+               "n_surface", "n_near", "near_sigmas", "n_uniform", "n_corr", "unit_radius", "expr_active_max",
+               "eye_regions", "detail_share")
 CACHE_VERSION = 3
+# Data fields added after CACHE_VERSION 3, with their defaults: at the default they stay out of the cache
+# key, so the samples cached for earlier configs (13 minutes for 4,000 heads) keep being found.
+_LATER_FIELDS = {"expr_active_max": 0, "eye_regions": (), "detail_share": 0.0}
 
 
 @dataclass
@@ -128,22 +132,41 @@ def vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
-def sample_barycentric(v: np.ndarray, f: np.ndarray, count: int, rng: np.random.Generator):
-    """Area-uniform surface samples as (face index, barycentric weights)."""
+def sample_barycentric(v: np.ndarray, f: np.ndarray, count: int, rng: np.random.Generator,
+                       detail_share: float = 0.0):
+    """Surface samples as (face index, barycentric weights): area-uniform, or with ``detail_share`` of
+    them drawn by area × curvature (``face_curvature``). Area-uniform samples leave the small, curved
+    parts that make a face recognisable — eyelids, lips, nostrils, the folds of the ears — a sliver
+    of the budget (the cheeks and the skull are most of the area)."""
     area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
-    fi = rng.choice(len(f), size=count, p=area / area.sum())
+    p = area / area.sum()
+    if detail_share > 0:
+        bent = area * face_curvature(v, f, area)
+        p = (1 - detail_share) * p + detail_share * bent / max(bent.sum(), 1e-30)
+    fi = rng.choice(len(f), size=count, p=p)
     r1, r2 = rng.random(count), rng.random(count)
     s = np.sqrt(r1)
     bary = np.stack([1 - s, s * (1 - r2), s * r2], axis=1)
     return fi, bary
 
 
+def face_curvature(v: np.ndarray, f: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Per triangle, how far its corners' vertex normals turn from its own normal per unit length:
+    Σ_k |n_k − n_f| / √area ≈ curvature (1/length), independent of how finely a part is meshed."""
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    fn /= np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-12)
+    turn = np.linalg.norm(vertex_normals(v, f)[f] - fn[:, None, :], axis=2).sum(1)
+    return turn / np.sqrt(np.maximum(area, 1e-30))
+
+
 def interpolate(values: np.ndarray, f: np.ndarray, fi: np.ndarray, bary: np.ndarray) -> np.ndarray:
     return np.einsum("nk,nkd->nd", bary, values[f[fi]])
 
 
-def signed_distance(points: np.ndarray, v: np.ndarray, f: np.ndarray) -> np.ndarray:
+def signed_distance(points: np.ndarray, v: np.ndarray, f: np.ndarray, sign_faces: np.ndarray | None = None) -> np.ndarray:
     """Exact distance to the (open) triangle mesh, negative where the generalised winding number > 0.5.
+    ``sign_faces``: the triangles whose winding number decides the sign, when they differ from the
+    ones measured to (a solid of skin and closed eyeballs: ``solid_faces``).
 
     (Not ``igl.signed_distance(..., FAST_WINDING_NUMBER)``: it multiplies the distance by the
     continuous 1 − 2w, which shrinks distances wherever an open mesh's w is not exactly 0 or 1.)
@@ -154,7 +177,8 @@ def signed_distance(points: np.ndarray, v: np.ndarray, f: np.ndarray) -> np.ndar
     v = np.ascontiguousarray(v, np.float64)
     f = np.ascontiguousarray(f, np.int64)
     sq, _, _ = igl.point_mesh_squared_distance(p, v, f)
-    inside = igl.fast_winding_number(v, f, p) > 0.5
+    fs = f if sign_faces is None else np.ascontiguousarray(sign_faces, np.int64)
+    inside = igl.fast_winding_number(v, fs, p) > 0.5
     return np.where(inside, -1.0, 1.0) * np.sqrt(sq)
 
 
@@ -165,23 +189,49 @@ def winding_number(points: np.ndarray, v: np.ndarray, f: np.ndarray) -> np.ndarr
                                    np.ascontiguousarray(points, np.float64))
 
 
-def sdf_samples(v: np.ndarray, f: np.ndarray, cfg: NeuralConfig, rng: np.random.Generator) -> dict:
+def sdf_samples(v: np.ndarray, f: np.ndarray, cfg: NeuralConfig, rng: np.random.Generator,
+                sign_faces: np.ndarray | None = None) -> dict:
     """Surface/normal, near-surface and uniform SDF samples of one normalised mesh (thesis §5.1.2)."""
     vn = vertex_normals(v, f)
-    fi, bary = sample_barycentric(v, f, cfg.n_surface, rng)
+    fi, bary = sample_barycentric(v, f, cfg.n_surface, rng, cfg.detail_share)
     surf = interpolate(v, f, fi, bary)
     nrm = interpolate(vn, f, fi, bary)
     nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
-    fi2, bary2 = sample_barycentric(v, f, cfg.n_near, rng)
+    fi2, bary2 = sample_barycentric(v, f, cfg.n_near, rng, cfg.detail_share)
     base = interpolate(v, f, fi2, bary2)
     half = cfg.n_near // 2
     sig = np.where(np.arange(cfg.n_near) < half, cfg.near_sigmas[0], cfg.near_sigmas[1])[:, None]
     near = base + rng.standard_normal(base.shape) * sig
     uni = rng.standard_normal((cfg.n_uniform, 3))
     uni *= (rng.random(cfg.n_uniform) ** (1 / 3) / np.linalg.norm(uni, axis=1))[:, None]
-    d = signed_distance(np.vstack([near, uni]), v, f)
+    d = signed_distance(np.vstack([near, uni]), v, f, sign_faces)
     return {"surface": surf, "normals": nrm, "near": near, "near_sdf": d[:len(near)], "uniform": uni,
             "uniform_sdf": d[len(near):]}
+
+
+def solid_faces(model, cfg: NeuralConfig, v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(visible, sign) triangles of the head as a solid: the skin (``regions``) joined with the closed
+    shells of ``eye_regions`` (the eyeballs), ``v``/``f`` being the mesh of both (``all_regions``).
+    Only the part of a shell outside the skin is surface — the eye seen through the lids; its hidden
+    back would be a surface inside the head — while the whole closed shell counts in the winding
+    number (winding numbers add up), so the eyeball is inside and the open eye no longer a hole."""
+    if not cfg.eye_regions:
+        return f, f
+    used, _ = surface_submesh(model, all_regions(cfg))
+    eye_ids = np.unique(np.concatenate([model.meta.regions[r] for r in cfg.eye_regions]))
+    shell = np.isin(used[f], eye_ids).all(axis=1)
+    skin, sf = f[~shell], f[shell]
+    # A shell triangle is surface when a point just off it, outwards, is outside the whole solid: not
+    # for the hidden back of an eyeball, nor for a shell nested inside another (ICT's iris in its ball).
+    n = np.cross(v[sf[:, 1]] - v[sf[:, 0]], v[sf[:, 2]] - v[sf[:, 0]])
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    eps = 1e-3 * float(np.linalg.norm(np.ptp(v, axis=0)))
+    seen = winding_number(v[sf].mean(axis=1) + eps * n, v, f) < 0.5
+    return np.vstack([skin, sf[seen]]), f
+
+
+def all_regions(cfg: NeuralConfig) -> tuple:
+    return tuple(cfg.regions) + tuple(r for r in cfg.eye_regions if r not in cfg.regions)
 
 
 def random_expression(n_blend: int, active: int, rng: np.random.Generator) -> np.ndarray:
@@ -194,11 +244,16 @@ def random_expression(n_blend: int, active: int, rng: np.random.Generator) -> np
 EXPR_SEED_OFFSET = 7_000_003  # the expression draws' own stream, apart from the SDF samples' (seed + 1_000_003)
 
 
-def expression_draws(seed: int, n_blend: int, active: int, count: int) -> list[np.ndarray]:
+def expression_draws(seed: int, n_blend: int, active: int, count: int, active_max: int = 0) -> list[np.ndarray]:
     """The first ``count`` blendshape weight vectors training identity ``seed`` is posed with (the
-    training data and the quality report must draw the same ones)."""
+    training data and the quality report must draw the same ones). ``active_max > 0``: each draw
+    turns on a random number of blendshapes in ``active..active_max`` (1..53 on ICT covers every
+    blendshape, alone and combined, instead of always six)."""
     rng = np.random.default_rng(int(seed) + EXPR_SEED_OFFSET)
-    return [random_expression(n_blend, active, rng) for _ in range(count)]
+    if active_max <= 0:  # the shipped model's draws, unchanged
+        return [random_expression(n_blend, active, rng) for _ in range(count)]
+    hi = max(min(active_max, n_blend), active)
+    return [random_expression(n_blend, int(rng.integers(active, hi + 1)), rng) for _ in range(count)]
 
 
 def correspondences(v0: np.ndarray, v1: np.ndarray, f: np.ndarray, count: int, rng: np.random.Generator,
@@ -239,7 +294,11 @@ def recipe(cfg: NeuralConfig, model_name: str) -> dict:
         "heldout_note": "held-out seeds were never used in training; evaluate on them",
         "regions": list(cfg.regions),
         "expressions": f"{cfg.n_expr_per_id} per identity for the first {cfg.expr_ids} identities, "
-                       f"{cfg.expr_active} random blendshapes at U(0,1) from default_rng(seed + {EXPR_SEED_OFFSET:_})",
+                       + (f"{cfg.expr_active} random blendshapes" if cfg.expr_active_max <= 0 else
+                          f"a random count in {cfg.expr_active}..{cfg.expr_active_max} of random blendshapes")
+                       + f" at U(0,1) from default_rng(seed + {EXPR_SEED_OFFSET:_})",
+        "eye_regions": list(cfg.eye_regions),
+        "detail_share": cfg.detail_share,
         "sdf_samples": {"surface": cfg.n_surface, "near": cfg.n_near, "near_sigmas": list(cfg.near_sigmas),
                         "uniform_ball": cfg.n_uniform, "sign": "fast generalised winding number > 0.5 is inside",
                         "distance": "exact point-triangle distance (libigl AABB)"},
@@ -254,7 +313,8 @@ def cache_key(model_path: str, cfg: NeuralConfig) -> str:
     st = p.stat() if p.exists() else None
     key = {"v": CACHE_VERSION, "model": str(p.resolve()) if st else model_path,
            "size": st.st_size if st else 0, "mtime": st.st_mtime if st else 0,
-           "cfg": {k: getattr(cfg, k) for k in DATA_FIELDS}}
+           "cfg": {k: getattr(cfg, k) for k in DATA_FIELDS
+                   if k not in _LATER_FIELDS or getattr(cfg, k) != _LATER_FIELDS[k]}}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -277,14 +337,15 @@ def build_training_data(model, cfg: NeuralConfig, progress: ProgressFn | None = 
     coeffs = np.array([identity_params(model, int(s)) for s in seeds], np.float32)
     for i, seed in enumerate(seeds):
         rng = np.random.default_rng(int(seed) + 1_000_003)
-        v_mm, f = identity_mesh_mm(model, int(seed), cfg.regions)
+        v_mm, f_all = identity_mesh_mm(model, int(seed), all_regions(cfg))
         v = (v_mm - center) / scale
-        for k, a in sdf_samples(v, f, cfg, rng).items():
+        f, f_sign = solid_faces(model, cfg, v, f_all)  # (f_all, f_all without eye_regions)
+        for k, a in sdf_samples(v, f, cfg, rng, f_sign).items():
             out[k].append(a.astype(np.float32))
         if i < cfg.expr_ids:  # expressions only for the first identities
             srcs, dsts, ws = [], [], []
-            for w in expression_draws(seed, n_blend, cfg.expr_active, n_ex):
-                vp = (identity_mesh_mm(model, int(seed), cfg.regions, w)[0] - center) / scale
+            for w in expression_draws(seed, n_blend, cfg.expr_active, n_ex, cfg.expr_active_max):
+                vp = (identity_mesh_mm(model, int(seed), all_regions(cfg), w)[0] - center) / scale
                 s, d = correspondences(v, vp, f, cfg.n_corr, rng)
                 srcs.append(s), dsts.append(d), ws.append(w)
             out["corr_src"].append(np.array(srcs, np.float32).reshape(n_ex, cfg.n_corr, 3))

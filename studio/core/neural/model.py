@@ -37,12 +37,14 @@ class _SoftplusFn(torch.autograd.Function):
     below is made of differentiable ops, so it can be differentiated again."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # β = 100 needs fp32 under autocast
     def forward(ctx, x, beta):
         ctx.save_for_backward(x)
         ctx.beta = beta
         return torch.logaddexp(x * beta, x.new_zeros(())) / beta
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         return grad * torch.sigmoid(x * ctx.beta), None

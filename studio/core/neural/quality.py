@@ -69,7 +69,8 @@ def quality_report(ck: NeuralCheckpoint, source, n_train: int | None = None, n_h
         out["train"].append({"seed": seed, **compare(ck, v, f, ref, ref_f)})
         if eg is None or i >= cfg.expr_ids:  # only the first expr_ids identities have expression codes
             continue
-        for j, w in enumerate(nd.expression_draws(seed, eg.size, cfg.expr_active, min(n_expr, cfg.n_expr_per_id))):
+        for j, w in enumerate(nd.expression_draws(seed, eg.size, cfg.expr_active, min(n_expr, cfg.n_expr_per_id),
+                                                        cfg.expr_active_max)):
             with torch.no_grad():
                 dv = ck.model.deform(torch.as_tensor(v[None], dtype=torch.float32),
                                      ex_codes[i * cfg.n_expr_per_id + j][None], codes[i][None])[0].numpy()

@@ -3,10 +3,20 @@
 Stages (``NeuralConfig``):
   1. ``identity``: tri-plane generator + SDF decoder + one code per training identity, on the neutral
      SDF samples (losses of thesis Table 4.1);
-  2. ``expression``: the forward deformation field + one code per (identity, expression), identity
+  2. ``render`` (the thesis's 2-D stage, ``render_steps > 0``): volume-rendered normal maps from
+     several yaws, L1 to the training heads' maps and a discriminator against them (R1 penalty),
+     with the 3-D identity losses kept on (``render2d.py``);
+  3. ``expression``: the forward deformation field + one code per (identity, expression), identity
      codes frozen (correspondence, deformation penalty and latent losses, §4.3.3). The zero expression
-     code is trained to mean "no deformation" (the neutral pose), so z_ex = 0 is the neutral slider;
-  3. ``render`` (optional, ``render_steps > 0``): the 2D branch of ``render2d.py``.
+     code is trained to mean "no deformation" (the neutral pose), so z_ex = 0 is the neutral slider.
+     It comes last: it conditions on the identity codes, which the first two stages still move.
+
+``render_steps``, ``stage_time_fractions`` & co. keep their JSON order (identity, expression, render);
+``CONFIG_ORDER`` maps a stage to its entry.
+
+On CUDA the losses run under fp16 autocast with a gradient scaler (the softplus stays fp32: β = 100
+needs its precision), and the identity batch is sized to the device (``sized_batch``); every logged row
+carries ``sec_per_step`` and the checkpoint's meta ``steps_per_s``.
 
 Each stage has a step budget; with ``max_minutes`` the wall time is split by
 ``stage_time_fractions`` and a stage also ends when its share is spent. Learning rates decay
@@ -20,7 +30,9 @@ loss history; written atomically every ``checkpoint_minutes`` and loaded with ``
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -39,8 +51,11 @@ from studio.core.neural.data import DATA_FIELDS, TrainingData, recipe
 from studio.core.neural.model import NeuralHead
 from studio.core.progress import ProgressFn, report
 
-STAGES = ("identity", "expression", "render")
+STAGES = ("identity", "render", "expression")  # the order they run in
+CONFIG_ORDER = ("identity", "expression", "render")  # the order of the config's per-stage tuples
+LEGACY_STAGES = ("identity", "expression", "render")  # stage indices of states saved before "stage_name"
 STATE_FILE = "train_state.pt"
+GAN_KEYS = ("gan_g", "gan_d", "r1", "d_real", "d_fake")
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -73,9 +88,12 @@ class Trainer:
         self.opt_ex = torch.optim.Adam([{"params": self.model.deformer.parameters(), "lr": cfg.lr_model},
                                         {"params": [self.ex_codes], "lr": cfg.lr_latent}])
         self.render = None
+        self.frozen_codes: torch.Tensor | None = None  # see warm_start
         if cfg.render_steps > 0:
             from studio.core.neural.render2d import RenderBranch
             self.render = RenderBranch(cfg, self.model, device)
+        self.batch_ids = cfg.batch_ids  # identities per step (``sized_batch`` may raise it on a GPU)
+        self.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
         self.stage = 0
         self.step = 0          # within the stage
         self.total_steps = 0
@@ -159,17 +177,16 @@ class Trainer:
     # -- schedule -------------------------------------------------------------------------------
     def stage_budget(self, max_minutes: float | None) -> tuple[int, float]:
         c = self.cfg
-        steps = (c.id_steps, c.ex_steps if self.n_ex else 0, c.render_steps)[self.stage]
+        k = CONFIG_ORDER.index(STAGES[self.stage])
+        steps = (c.id_steps, c.ex_steps if self.n_ex else 0, c.render_steps if self.render else 0)[k]
         secs = math.inf
         if max_minutes is not None:
-            secs = max_minutes * 60.0 * c.stage_time_fractions[self.stage]
+            secs = max_minutes * 60.0 * c.stage_time_fractions[k]
         return steps, secs
 
     def set_lr(self, frac: float) -> None:
         f = self.cfg.lr_decay ** min(max(frac, 0.0), 1.0)
-        opt = self.opt_id if self.stage == 0 else self.opt_ex
-        if self.stage == 2 and self.render is not None:
-            opt = self.render.opt
+        opt = self.opt_ex if STAGES[self.stage] == "expression" else self.opt_id  # the 2-D stage steps opt_id too
         for gi, group in enumerate(opt.param_groups):
             base = group.setdefault("base_lr", group["lr"])
             group["lr"] = base * f
@@ -185,8 +202,6 @@ class Trainer:
             if total_budget is not None and self.elapsed >= total_budget:
                 break
             steps, secs = self.stage_budget(max_minutes)
-            if self.stage == 2 and self.render is None:
-                steps = 0
             if self.step >= steps or self.stage_elapsed >= secs:
                 if n_acc:  # log the stage's last steps before its terms mix with the next stage's
                     row = {"stage": STAGES[self.stage], "step": self.step, "total_steps": self.total_steps,
@@ -209,6 +224,7 @@ class Trainer:
             for k, v in terms.items():
                 acc[k] = acc.get(k, 0.0) + v
             acc["total"] = acc.get("total", 0.0) + total
+            acc["sec_per_step"] = acc.get("sec_per_step", 0.0) + dt  # averaged per row like the terms
             n_acc += 1
             if n_acc >= log_every or self.step >= steps:
                 row = {"stage": STAGES[self.stage], "step": self.step, "total_steps": self.total_steps,
@@ -232,7 +248,9 @@ class Trainer:
 
     def progress_fraction(self, max_minutes) -> float:
         c = self.cfg
-        budgets = [c.id_steps, c.ex_steps if self.n_ex else 0, c.render_steps if self.render else 0]
+        by_name = {"identity": c.id_steps, "expression": c.ex_steps if self.n_ex else 0,
+                   "render": c.render_steps if self.render else 0}
+        budgets = [by_name[s] for s in STAGES]
         done = sum(budgets[: self.stage]) + self.step
         frac = done / max(sum(budgets), 1)
         if max_minutes:
@@ -241,35 +259,70 @@ class Trainer:
 
     def train_step(self) -> tuple[dict[str, float], float]:
         self.model.train()
-        if self.stage == 0:
-            idx = torch.randperm(self.data.n_ids, generator=self.gen)[: self.cfg.batch_ids]
-            terms = self.identity_losses(idx)
-            weights = self.identity_weights()
-            opt = self.opt_id
-        elif self.stage == 1:
-            pair = torch.randint(0, self.n_ex_ids * self.n_ex, (self.cfg.ex_batch,), generator=self.gen)
-            terms = self.expression_losses(pair)
-            weights = self.expression_weights()
-            opt = self.opt_ex
-        else:
-            idx = torch.randperm(self.data.n_ids, generator=self.gen)[: max(1, self.cfg.batch_ids // 2)]
-            return self.render.step(idx, self.id_codes, self.t, self.gen)
-        total = sum(weights[k] * v for k, v in terms.items())
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        return {k: float(v.detach()) for k, v in terms.items()}, float(total.detach())
+        stage = STAGES[self.stage]
+        extra: dict[str, float] = {}
+        opts = [self.opt_ex] if stage == "expression" else [self.opt_id]
+        with self.autocast():
+            if stage == "expression":
+                pair = torch.randint(0, self.n_ex_ids * self.n_ex, (self.cfg.ex_batch,), generator=self.gen)
+                terms = self.expression_losses(pair)
+                weights = self.expression_weights()
+            else:
+                idx = torch.randperm(self.data.n_ids, generator=self.gen)[: self.batch_ids]
+                terms = self.identity_losses(idx)
+                weights = self.identity_weights()
+                if stage == "render":
+                    terms, weights, extra = self.render_terms(idx, terms, weights)
+                    opts.append(self.render.opt)
+            total = sum(weights[k] * v for k, v in terms.items())
+        self.backward_step(total, opts)
+        out = {k: float(v.detach()) for k, v in terms.items()}
+        out.update(extra)
+        return out, float(total.detach())
+
+    def render_terms(self, idx: torch.Tensor, terms: dict, weights: dict):
+        """The 2-D stage's terms: the 3-D identity losses (× ``w_render_3d``) plus the rendered normal
+        maps' L1 and adversarial terms of ``render_batch`` of the identities (the discriminator is
+        stepped inside)."""
+        c = self.cfg
+        n = c.render_batch or max(1, self.batch_ids // 2)
+        ridx = idx[:n] if n <= len(idx) else torch.randperm(self.data.n_ids, generator=self.gen)[:n]
+        g_terms, d_terms = self.render.losses(ridx, self.id_codes, self.t, self.gen)
+        weights = {k: c.w_render_3d * w for k, w in weights.items()}
+        weights.update(render_l1=c.w_render_normal, gan_g=c.w_gan)
+        return {**terms, **g_terms}, weights, d_terms
+
+    def autocast(self):
+        if self.scaler is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=torch.float16)
+
+    def backward_step(self, total: torch.Tensor, opts) -> None:
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            total.backward()
+            for opt in opts:
+                opt.step()
+            return
+        self.scaler.scale(total).backward()  # fp16 gradients would underflow unscaled
+        for opt in opts:
+            self.scaler.step(opt)
+        self.scaler.update()
 
     # -- persistence --------------------------------------------------------------------------
     def state_dict(self) -> dict:
         state = {"model": self.model.state_dict(), "id_codes": self.id_codes.detach().cpu(),
                  "ex_codes": self.ex_codes.detach().cpu(), "opt_id": self.opt_id.state_dict(),
-                 "opt_ex": self.opt_ex.state_dict(), "stage": self.stage, "step": self.step,
+                 "opt_ex": self.opt_ex.state_dict(), "stage": self.stage, "stage_name": STAGES[min(self.stage, len(STAGES) - 1)],
+                 "stage_done": self.stage >= len(STAGES), "step": self.step,
                  "total_steps": self.total_steps, "elapsed": self.elapsed, "stage_elapsed": self.stage_elapsed,
                  "history_json": json.dumps(self.history), "config_json": json.dumps(self.cfg.to_dict()),
                  "rng": self.gen.get_state()}
         if self.render is not None:
             state["render"] = self.render.state_dict()
+        if self.frozen_codes is not None:
+            state["frozen_codes"] = self.frozen_codes
         return state
 
     def load_state_dict(self, s: dict) -> None:
@@ -280,11 +333,14 @@ class Trainer:
         self.opt_id.load_state_dict(s["opt_id"])
         self.opt_ex.load_state_dict(s["opt_ex"])
         self.stage, self.step, self.total_steps = int(s["stage"]), int(s["step"]), int(s["total_steps"])
+        self.stage = restored_stage(s)
         self.elapsed, self.stage_elapsed = float(s["elapsed"]), float(s["stage_elapsed"])
         self.history = jsonio.loads(s["history_json"], "the training history")
         self.gen.set_state(s["rng"])
         if self.render is not None and "render" in s:
             self.render.load_state_dict(s["render"])
+        if "frozen_codes" in s:
+            self.frozen_codes = s["frozen_codes"].float().cpu()
 
     def warm_start(self, ck: NeuralCheckpoint) -> None:
         """Start from a trained checkpoint's network and auto-decoder codes (fresh optimiser state and
@@ -300,7 +356,7 @@ class Trainer:
             raise StudioError("the --init checkpoint has other network sizes than this config")
         free = ("n_train", "n_expr_ids", "n_norm_ids")
         if any(getattr(ck.config, k) != getattr(self.cfg, k) for k in DATA_FIELDS if k not in free) \
-                or ck.config.n_train > self.cfg.n_train or ck.config.expr_ids != self.cfg.expr_ids:
+                or ck.config.expr_ids != self.cfg.expr_ids:
             raise StudioError("the --init checkpoint was trained on other data (its recipe differs from this config)")
         id_codes, ex_codes = ck.stats.get("train_id_codes"), ck.stats.get("train_ex_codes")
         n0 = ck.config.n_train
@@ -311,6 +367,12 @@ class Trainer:
             raise StudioError("the --init checkpoint's normalisation differs from the training data's "
                               f"(set n_norm_ids to its {ck.config.norm_ids} identities)")
         codes = np.asarray(id_codes, np.float64)
+        if self.data.n_ids < n0:
+            # A continuation on the first identities only (cheaper data): the others' codes are kept
+            # as they are and exported with the trained ones, so the latent statistics (the fitting
+            # prior) still describe all the checkpoint's identities.
+            self.frozen_codes = torch.as_tensor(codes[self.data.n_ids:], dtype=torch.float32)
+            codes = codes[: self.data.n_ids]
         if self.data.n_ids > n0:
             codes = np.vstack([codes, predicted_codes(self.data.coeffs[:n0], codes, self.data.coeffs[n0:])])
         self.model.load_state_dict(ck.model.state_dict())
@@ -324,16 +386,24 @@ class Trainer:
 
     def checkpoint(self) -> NeuralCheckpoint:
         stats = {"center": np.asarray(self.data.center, np.float64), "scale": float(self.data.scale)}
-        stats.update(latent_stats(self.id_codes.detach().cpu().numpy(), "id"))
+        codes = self.id_codes.detach().cpu()
+        cfg = self.cfg
+        if self.frozen_codes is not None:
+            codes = torch.cat([codes, self.frozen_codes])
+            cfg = dataclasses.replace(cfg, n_train=len(codes))  # the identities the codes stand for
+        stats.update(latent_stats(codes.numpy(), "id"))
         stats.update(latent_stats(self.ex_codes.detach().cpu().numpy(), "ex"))
-        stats["train_id_codes"] = self.id_codes.detach().cpu().numpy().astype(np.float32)
+        stats["train_id_codes"] = codes.numpy().astype(np.float32)
         stats["train_ex_codes"] = self.ex_codes.detach().cpu().numpy().astype(np.float32)
         meta = dict(self.meta)
         meta.update({"stage_reached": STAGES[min(self.stage, len(STAGES) - 1)], "total_steps": self.total_steps,
                      "training_seconds": round(self.elapsed, 1), "device": str(self.device),
+                     "steps_per_s": round(self.total_steps / self.elapsed, 3) if self.elapsed > 0 else 0.0,
+                     "batch_ids_used": self.batch_ids, "mixed_precision": self.scaler is not None,
+                     "stage_steps": stage_steps(self.history),
                      "train_ex_codes_layout": "row i * n_expr_per_id + j = identity i, expression j",
                      "final_losses": self.history[-1] if self.history else {}})
-        return NeuralCheckpoint(self.model, self.cfg, stats, meta)
+        return NeuralCheckpoint(self.model, cfg, stats, meta)
 
     def save(self) -> None:
         buf = io.BytesIO()
@@ -366,6 +436,51 @@ def predicted_codes(coeffs: np.ndarray, codes: np.ndarray, new_coeffs: np.ndarra
     return np.c_[np.asarray(new_coeffs, np.float64), np.ones(len(new_coeffs))] @ w
 
 
+def restored_stage(s: dict) -> int:
+    """The stage index of a saved state in this module's ``STAGES`` order (states written before the
+    2-D stage moved ahead of the expression stage saved only an index in ``LEGACY_STAGES`` order)."""
+    if s.get("stage_done") or int(s["stage"]) >= len(STAGES):
+        return len(STAGES)
+    name = s.get("stage_name") or LEGACY_STAGES[int(s["stage"])]
+    return STAGES.index(name)
+
+
+def stage_steps(history: list[dict]) -> dict[str, int]:
+    """Steps each stage ran, from the logged rows (a row's ``step`` counts within its stage)."""
+    out: dict[str, int] = {}
+    for row in history:
+        out[row["stage"]] = max(out.get(row["stage"], 0), int(row["step"]))
+    return out
+
+
+def sized_batch(base: int, peak_bytes: int, free_bytes: int, n_ids: int, share: float = 0.6,
+                cap: int = 512) -> int:
+    """Identities per step on a device with ``free_bytes``, when ``base`` of them peaked at
+    ``peak_bytes``: as many as ``share`` of the free memory holds (memory grows about linearly
+    with the batch), never fewer than ``base`` nor more than the identities or ``cap``."""
+    if peak_bytes <= 0:
+        return base
+    fit = int(base * (share * free_bytes) // peak_bytes)
+    return int(max(base, min(fit, cap, n_ids)))
+
+
+def probe_batch(trainer: "Trainer") -> int:
+    """``sized_batch`` from one measured identity step (CUDA only; the CPU keeps the config's)."""
+    if trainer.device.type != "cuda":
+        return trainer.batch_ids
+    torch.cuda.reset_peak_memory_stats(trainer.device)
+    base_mem = torch.cuda.memory_allocated(trainer.device)
+    idx = torch.arange(min(trainer.batch_ids, trainer.data.n_ids))
+    with trainer.autocast():
+        terms = trainer.identity_losses(idx)
+        total = sum(trainer.identity_weights()[k] * v for k, v in terms.items())
+    total.backward()
+    trainer.opt_id.zero_grad(set_to_none=True)
+    peak = torch.cuda.max_memory_allocated(trainer.device) - base_mem
+    free, _ = torch.cuda.mem_get_info(trainer.device)
+    return sized_batch(trainer.batch_ids, peak, free, trainer.data.n_ids)
+
+
 def plot_losses(history: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -376,15 +491,22 @@ def plot_losses(history: list[dict], path: Path) -> None:
     for ax, stage in zip(axes[0], stages):
         rows = [r for r in history if r["stage"] == stage]
         xs = [r["total_steps"] for r in rows]
+        gan = ax.twinx() if any(k in rows[-1] for k in GAN_KEYS) else None
         for k in rows[-1]:
-            if k in ("stage", "step", "total_steps", "elapsed_s"):
+            if k in ("stage", "step", "total_steps", "elapsed_s", "sec_per_step"):
+                continue
+            if gan is not None and k in GAN_KEYS:  # logits can be negative: a linear axis of their own
+                gan.plot(xs, [r.get(k, float("nan")) for r in rows], label=k, ls="--", lw=1.0)
                 continue
             ys = [max(r.get(k, float("nan")), 1e-8) for r in rows]
             ax.plot(xs, ys, label=k, lw=2.0 if k == "total" else 1.0)
         ax.set_yscale("log")
         ax.set_title(f"{stage} stage")
         ax.set_xlabel("step")
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, ncol=2, loc="upper left")
+        if gan is not None:
+            gan.set_ylabel("discriminator / generator terms, R1 (linear)")
+            gan.legend(fontsize=7, loc="upper right")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -425,6 +547,7 @@ def train(data: TrainingData, cfg: NeuralConfig, out_dir, resume: bool = False, 
         if init is not None:
             trainer.warm_start(init)
         atomic.write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2), force=True)
+    trainer.batch_ids = probe_batch(trainer)  # a GPU gets a batch sized to its memory
     trainer.run(max_minutes, progress, log_every)
     return trainer
 
