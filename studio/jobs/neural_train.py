@@ -52,6 +52,8 @@ def neural_train_job(out_dir, model_name: str = "ict", config: NeuralConfig | st
     trainer = ntrain.train(data, cfg, out_dir, resume=resume, max_minutes=max_minutes, device=device, meta=meta,
                            progress=scaled(progress, 0.05, 0.9 if metrics else 1.0), init=init_ck)
     out = Path(out_dir)
+    if trainer.group is not None and not trainer.group.writer:
+        return trainer  # under torchrun, rank 0 writes the checkpoint and measures it
     atomic.write_text(out / "ATTRIBUTION.md", attribution_text(meta), force=True)
     if metrics:
         report(progress, 0.9, "measuring reconstruction quality")

@@ -36,6 +36,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -44,6 +45,7 @@ import torch
 
 from studio.core import atomic, jsonio
 from studio.core.errors import StudioError
+from studio.core.neural import distributed
 from studio.core.neural import losses as L
 from studio.core.neural.checkpoint import FILE_NAME, NeuralCheckpoint, latent_stats, save_checkpoint
 from studio.core.neural.config import NeuralConfig
@@ -69,6 +71,9 @@ class Trainer:
                  meta: dict | None = None):
         self.cfg, self.data, self.out, self.device = cfg, data, Path(out_dir), device
         self.meta = dict(meta or {})
+        self.group = distributed.from_environment(device)  # None in one process
+        if self.group is not None and cfg.render_steps > 0:
+            raise StudioError("the 2-D stage runs in one process: set render_steps to 0 for multi-process training")
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
         self.model = NeuralHead(cfg).to(device)
@@ -87,6 +92,8 @@ class Trainer:
                                         {"params": [self.id_codes], "lr": cfg.lr_latent}])
         self.opt_ex = torch.optim.Adam([{"params": self.model.deformer.parameters(), "lr": cfg.lr_model},
                                         {"params": [self.ex_codes], "lr": cfg.lr_latent}])
+        if self.group is not None:
+            self.group.broadcast(list(self.model.parameters()) + [self.id_codes, self.ex_codes])
         self.render = None
         self.frozen_codes: torch.Tensor | None = None  # see warm_start
         if cfg.render_steps > 0:
@@ -112,11 +119,14 @@ class Trainer:
     # -- one identity step -------------------------------------------------------------------------
     def identity_losses(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        z = self.id_codes[idx.to(self.device)]
-        planes = self.model.planes(z)
         js, ii = self._pick(self.t["surface"], idx, cfg.pts_surface)
         jn, _ = self._pick(self.t["near"], idx, cfg.pts_near)
         ju, _ = self._pick(self.t["uniform"], idx, cfg.pts_uniform)
+        if self.group is not None:  # the whole batch was drawn (same random stream); this process's share
+            mine = self.group.rows(len(idx))
+            idx, js, jn, ju, ii = idx[mine], js[mine], jn[mine], ju[mine], ii[mine]
+        z = self.id_codes[idx.to(self.device)]
+        planes = self.model.planes(z)
         xs, ns = self.t["surface"][ii, js], self.t["normals"][ii, js]
         xn, dn = self.t["near"][ii, jn], self.t["near_sdf"][ii, jn]
         xu, du = self.t["uniform"][ii, ju], self.t["uniform_sdf"][ii, ju]
@@ -145,17 +155,19 @@ class Trainer:
     # -- one expression step -----------------------------------------------------------------------
     def expression_losses(self, pair: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
+        k = torch.randint(0, self.t["corr_src"].shape[2], (len(pair), cfg.ex_pts), generator=self.gen)
+        # Free points: ball samples at least 0.1 (≈ 2 cm) from the surface should not move.
+        ju = torch.randint(0, self.t["uniform"].shape[1], (len(pair), cfg.ex_pts_free), generator=self.gen)
+        if self.group is not None:  # drawn for the whole batch (same random stream); this process's share
+            mine = self.group.rows(len(pair))
+            pair, k, ju = pair[mine], k[mine], ju[mine]
         ids = pair // self.n_ex
         exs = pair % self.n_ex
         z_id = self.id_codes[ids.to(self.device)].detach()
         z_ex = self.ex_codes[pair.to(self.device)]
-        k = torch.randint(0, self.t["corr_src"].shape[2], (len(pair), cfg.ex_pts), generator=self.gen)
         ii, ee = ids[:, None].to(self.device), exs[:, None].to(self.device)
-        k = k.to(self.device)
+        k, ju = k.to(self.device), ju.to(self.device)
         src, dst = self.t["corr_src"][ii, ee, k], self.t["corr_dst"][ii, ee, k]
-        # Free points: ball samples at least 0.1 (≈ 2 cm) from the surface should not move.
-        ju = torch.randint(0, self.t["uniform"].shape[1], (len(pair), cfg.ex_pts_free), generator=self.gen)
-        ju = ju.to(self.device)
         xu, du = self.t["uniform"][ii, ju], self.t["uniform_sdf"][ii, ju]
         far = (du.abs() > 0.1).float()
         n_corr = src.shape[1]
@@ -278,7 +290,10 @@ class Trainer:
         self.backward_step(total, opts)
         out = {k: float(v.detach()) for k, v in terms.items()}
         out.update(extra)
-        return out, float(total.detach())
+        total_value = float(total.detach())
+        if self.group is not None:  # log the global batch's loss: the mean of the shares' losses
+            out, total_value = self.group.mean_values(out, total_value)
+        return out, total_value
 
     def render_terms(self, idx: torch.Tensor, terms: dict, weights: dict):
         """The 2-D stage's terms: the 3-D identity losses (× ``w_render_3d``) plus the rendered normal
@@ -302,13 +317,19 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
         if self.scaler is None:
             total.backward()
+            self._average_gradients(opts)
             for opt in opts:
                 opt.step()
             return
         self.scaler.scale(total).backward()  # fp16 gradients would underflow unscaled
+        self._average_gradients(opts)
         for opt in opts:
             self.scaler.step(opt)
         self.scaler.update()
+
+    def _average_gradients(self, opts) -> None:
+        if self.group is not None:
+            self.group.average_gradients([p for opt in opts for g in opt.param_groups for p in g["params"]])
 
     # -- persistence --------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -406,13 +427,15 @@ class Trainer:
         return NeuralCheckpoint(self.model, cfg, stats, meta)
 
     def save(self) -> None:
+        if self.group is not None and not self.group.writer:
+            return  # every process holds the same state; rank 0 writes it
         buf = io.BytesIO()
         torch.save(self.state_dict(), buf)
         atomic.write_bytes(self.out / STATE_FILE, buf.getvalue(), force=True)
         save_checkpoint(self.out / FILE_NAME, self.checkpoint(), force=True)
 
     def write_log(self, plot: bool = False) -> None:
-        if not self.history:
+        if not self.history or (self.group is not None and not self.group.writer):
             return
         keys = ["stage", "step", "total_steps", "elapsed_s", "total"]
         for row in self.history:
@@ -532,6 +555,8 @@ def train(data: TrainingData, cfg: NeuralConfig, out_dir, resume: bool = False, 
                           "another --out")
     out.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
+    if dev.type == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
+        dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     trainer = Trainer(cfg, data, out, dev, meta)
     if resume:
         try:
@@ -546,7 +571,8 @@ def train(data: TrainingData, cfg: NeuralConfig, out_dir, resume: bool = False, 
     else:
         if init is not None:
             trainer.warm_start(init)
-        atomic.write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2), force=True)
+        if trainer.group is None or trainer.group.writer:
+            atomic.write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2), force=True)
     trainer.batch_ids = probe_batch(trainer)  # a GPU gets a batch sized to its memory
     trainer.run(max_minutes, progress, log_every)
     return trainer
