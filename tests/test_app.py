@@ -606,6 +606,13 @@ def test_screenshot_of_the_ict_head(qtbot, ict_store, monkeypatch, tmp_path, no_
     shown = [expr.group.names[i] for i, lab in enumerate(expr.name_labels) if not lab.isHidden()]
     assert shown == ["mouthSmile_L", "mouthSmile_R"] and expr.headers["Brows"][0].isHidden()
     expr.filter.setText("")
+    from studio.core.expressions import opposed_both_on
+
+    for _ in range(20):  # Random on the expression tab: a few moderate blendshapes, never opposed ones
+        expr.random_button.click()
+        e = w.doc.params["expression"]
+        assert 1 <= np.count_nonzero(e) <= 6 and e.max() <= 0.6 + 1e-9
+        assert not opposed_both_on(expr.group.names, e, threshold=0.0)
     w.panel.reset_all_button.click()
     expr.link.setChecked(True)
     steps = w.doc.undo_stack.count()
