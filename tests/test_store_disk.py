@@ -280,11 +280,18 @@ def studio_temp_folders(tmp: Path) -> list[Path]:
     return sorted(tmp.glob("studio-*"))
 
 
-def test_sigterm_during_an_import_removes_its_temporary_folder(tmp_path, ict_tar):
+def stalled_import(tmp_path: Path, ict_tar):
+    """An ICT import that stops once it has unpacked, with a TMPDIR of its own:
+    (that folder, the file it touches when ready, the process)."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     ready = tmp_path / "ready"
     p = child(STALL, ready, "models", "import", ict_tar, "--name", "mini", env={"TMPDIR": str(tmp)})
+    return tmp, ready, p
+
+
+def test_sigterm_during_an_import_removes_its_temporary_folder(tmp_path, ict_tar):
+    tmp, ready, p = stalled_import(tmp_path, ict_tar)
     try:
         wait_for(ready, p)
         assert [f.name.startswith(f"studio-ict-p{p.pid}-") for f in studio_temp_folders(tmp)] == [True]
@@ -297,10 +304,7 @@ def test_sigterm_during_an_import_removes_its_temporary_folder(tmp_path, ict_tar
 
 
 def test_folders_of_killed_imports_are_swept_at_start_up(tmp_path, ict_tar):
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    ready = tmp_path / "ready"
-    p = child(STALL, ready, "models", "import", ict_tar, "--name", "mini", env={"TMPDIR": str(tmp)})
+    tmp, ready, p = stalled_import(tmp_path, ict_tar)
     try:
         wait_for(ready, p)
     finally:

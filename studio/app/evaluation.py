@@ -45,8 +45,7 @@ class EvalResult:
     normals: np.ndarray  # (n, 3) float32 unit vertex normals
     colors: np.ndarray | None  # (n, 3) float32 in [0, 1], or None when the model has no colours
     neg_log_prior: float
-    mahalanobis: float
-    percentile: float
+    readout: dict  # prior.readout: what the plausibility line says (computed here, off the UI thread)
     incremental: bool
     t_request: float
     t_done: float
@@ -104,8 +103,8 @@ class MeshEvaluator:
         verts = np.array(verts, np.float32, copy=True)  # the evaluator keeps mutating its own array
         normals = self._topology.normals(verts)
         nlp = -prior.log_prior(model.groups, req.params)
-        dist, pct = prior.mahalanobis(model.groups, req.params)
-        return EvalResult(req.serial, model, req.params, verts, normals, colors, nlp, dist, pct,
+        return EvalResult(req.serial, model, req.params, verts, normals, colors, nlp,
+                          prior.readout(model.groups, req.params),
                           incremental, req.t_request, time.perf_counter(),
                           None if self._ev is not None else self._faces, preview)
 
@@ -157,7 +156,7 @@ def format_plausibility(res: EvalResult) -> str:
     """The one-line readout under the parameter tabs (core/prior.readout says what each part means)."""
     if math.isinf(res.neg_log_prior):
         return "Implausible: a blendshape weight is outside its range"
-    r = prior.readout(res.model.groups, res.params)
+    r = res.readout
     parts = [f"Typical of {_percent(r['typical_percent'])} of faces"]
     e = r["extreme"]
     if e is not None:

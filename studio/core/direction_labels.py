@@ -11,10 +11,11 @@ lists those measures in mm per σ. Models without landmarks keep their plain nam
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
+
+from studio.core.model_cache import PerModel
 
 # name → (landmark ids of one end, landmark ids of the other end); an end is the mean of its ids
 MEASURES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -43,21 +44,21 @@ class DirectionLabel:
         return f"{self.name} at +1σ:\n" + "\n".join(rows)
 
 
-_cache: dict[int, tuple] = {}
+_cache = PerModel()
 
 
 def labels(model, group_name: str) -> list[DirectionLabel]:
     """Labels for every direction of ``group_name`` (plain names when the model has no landmarks)."""
-    hit = _cache.get((id(model), group_name))
-    if hit is not None and hit[0]() is model:
-        return hit[1]
+    hit = _cache.get(model, group_name)
+    if hit is not None:
+        return hit
     group = next(g for g in model.groups if g.name == group_name)
     lm = model.meta.landmarks.get("ibug68") if getattr(model, "kind", "") == "pca" else None
     if lm is None or len(lm) != 68 or group.affects != "position":
         out = [DirectionLabel(n, n, ()) for n in group.names]
     else:
         out = _measure(model, group, np.asarray(lm, np.int64))
-    _cache[(id(model), group_name)] = (weakref.ref(model), out)
+    _cache.put(model, out, group_name)
     return out
 
 

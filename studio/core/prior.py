@@ -62,14 +62,20 @@ def mahalanobis(groups: Iterable[ParamGroup], params: Mapping[str, np.ndarray]) 
 
     The percentile says which fraction of faces drawn from the prior lie closer to the mean.
     """
+    sq, dof = _squared_distance(groups, params)
+    if dof == 0:
+        return 0.0, 0.0
+    return float(np.sqrt(sq)), float(100.0 * stats.chi2.cdf(sq, dof))
+
+
+def _squared_distance(groups: Iterable[ParamGroup], params: Mapping[str, np.ndarray]) -> tuple[float, int]:
+    """Σ (α/σ)² over the normal groups, and how many components that sums."""
     sq, dof = 0.0, 0
     for g in groups:
         if g.prior == "normal":
             sq += float(np.sum((np.asarray(params[g.name], float) / g.sigma) ** 2))
             dof += g.size
-    if dof == 0:
-        return 0.0, 0.0
-    return float(np.sqrt(sq)), float(100.0 * stats.chi2.cdf(sq, dof))
+    return sq, dof
 
 
 def sample(groups: Iterable[ParamGroup], rng: np.random.Generator, scale: float = 1.0,
@@ -106,13 +112,12 @@ def readout(groups: Iterable[ParamGroup], params: Mapping[str, np.ndarray]) -> d
     * ``expression`` — blendshapes on (above 0.05) and opposed pairs both on (what no face does).
     """
     groups = list(groups)
-    sq, dof, extreme = 0.0, 0, None
-    active, opposed = 0, []
+    sq, dof = _squared_distance(groups, params)
+    extreme, active, opposed = None, 0, []
     for g in groups:
         v = np.asarray(params[g.name], float)
         if g.prior == "normal" and g.size:
             z = v / np.broadcast_to(np.asarray(g.sigma, float), (g.size,))
-            sq, dof = sq + float(z @ z), dof + g.size
             i = int(np.argmax(np.abs(z)))
             if extreme is None or abs(z[i]) > abs(extreme[1]):
                 extreme = (g.names[i], float(z[i]))

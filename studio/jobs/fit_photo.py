@@ -12,7 +12,8 @@ from studio.core.atomic import check_writable
 from studio.core.errors import StudioError
 from studio.core.photo import embedding
 from studio.core.photo.fit import PhotoFitOptions, PhotoFitResult, fit_photo
-from studio.core.photo.landmarks import IBUG68_BROWS, IBUG68_EYE_OUTER, detect_one, ibug68_from_mediapipe, load_photo, prepare_image
+from studio.core.photo.landmarks import (IBUG68_BROWS, IBUG68_EYE_OUTER, detect_one, ibug68_from_mediapipe, load_photo,
+                                         pick_face, prepare_image)
 from studio.core.photo.verdict import Verdict, judge
 from studio.core.progress import report, scaled
 
@@ -100,12 +101,7 @@ def _detect(image, face, what, detector):
         found = dlib68.detect_faces(image)
         if not found:
             raise StudioError(f"dlib finds no face in {what}; try --detector mediapipe")
-        if face is None and len(found) > 1:
-            raise StudioError(f"{what} shows {len(found)} faces; crop it to one face or pick one with --face N "
-                              f"(1 = the largest … {len(found)})")
-        if face is not None and not 1 <= face <= len(found):
-            raise StudioError(f"--face {face} is out of range: {what} shows {len(found)} face(s)")
-        return None, found[(face or 1) - 1][0], "dlib"
+        return None, found[pick_face(len(found), face, what)][0], "dlib"
     points = detect_one(image, face, what)
     mp68 = ibug68_from_mediapipe(points)
     other = dlib68.match(dlib68.detect_faces(image), mp68) if use_dlib else None

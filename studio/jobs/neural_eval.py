@@ -32,6 +32,7 @@ import numpy as np
 
 from studio.core.errors import StudioError
 from studio.core.facemodel import UNIT_TO_MM
+from studio.core.geometry.surface import boundary_edges
 from studio.core.metrics import nearest, sample_surface, surface_metrics
 from studio.core.progress import ProgressFn, report, scaled
 
@@ -78,12 +79,8 @@ def truth(linear, seed: int, regions) -> Truth:
     if face_ids is None:
         raise StudioError(f"model {linear.name} has no 'face' region to evaluate on")
     in_face = np.isin(used, face_ids)
-    import trimesh
-
-    mesh = trimesh.Trimesh(v, f, process=False)
-    edges = mesh.edges_sorted
-    uniq, counts = np.unique(edges, axis=0, return_counts=True)
-    boundary = np.unique(uniq[counts == 1].ravel())
+    b_edges = boundary_edges(f)
+    boundary = np.unique(b_edges.ravel())
     near_rim = np.zeros(len(v), bool)
     neck_cut = -np.inf
     if len(boundary):
@@ -93,7 +90,6 @@ def truth(linear, seed: int, regions) -> Truth:
 
         near_rim = cKDTree(v[boundary]).query(v, k=1)[0] <= RIM_WIDTH_MM
         # The neck opening is the boundary loop reaching lowest (the models are y-up).
-        b_edges = uniq[counts == 1]
         graph = coo_matrix((np.ones(len(b_edges)), (b_edges[:, 0], b_edges[:, 1])), shape=(len(v), len(v)))
         _, label = connected_components(graph, directed=False)
         neck = label == label[boundary[np.argmin(v[boundary, 1])]]

@@ -1,6 +1,7 @@
 """Surface queries on triangle meshes: the one copy of each.
 
-* ``boundary_vertices`` — vertices on an edge that only one triangle uses (an open surface's rim);
+* ``boundary_edges`` / ``boundary_vertices`` — edges that only one triangle uses, and their
+  vertices (an open surface's rims);
 * ``incident_triangles`` — each vertex's triangles as a padded table;
 * ``closest_points`` — the exact closest point on a mesh (libigl's AABB tree): what published
   errors are measured with;
@@ -15,13 +16,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def boundary_vertices(faces: np.ndarray, n: int) -> np.ndarray:
-    """(n,) bool: vertices on an edge that only one triangle uses."""
+def boundary_edges(faces: np.ndarray) -> np.ndarray:
+    """(k, 2) vertex pairs of the edges that only one triangle uses (an open surface's rims)."""
     faces = np.asarray(faces, np.int64)
     e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
     uniq, counts = np.unique(e, axis=0, return_counts=True)
+    return uniq[counts == 1]
+
+
+def boundary_vertices(faces: np.ndarray, n: int) -> np.ndarray:
+    """(n,) bool: vertices on an edge that only one triangle uses."""
     out = np.zeros(n, bool)
-    out[uniq[counts == 1].ravel()] = True
+    out[boundary_edges(faces).ravel()] = True
     return out
 
 

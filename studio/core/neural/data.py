@@ -41,6 +41,7 @@ import numpy as np
 
 from studio.core.errors import StudioError
 from studio.core.facemodel import UNIT_TO_MM
+from studio.core.geometry import vertex_normals
 from studio.core.neural.config import NeuralConfig
 from studio.core.progress import ProgressFn, report
 
@@ -122,14 +123,6 @@ def identity_mesh_mm(model, seed: int, regions, expression: Optional[np.ndarray]
         params[eg.name] = expression
     v = model.vertices(model.check(params))[used].astype(np.float64) * UNIT_TO_MM[model.meta.unit]
     return v, faces
-
-
-def vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # area-weighted
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, f[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
 def sample_barycentric(v: np.ndarray, f: np.ndarray, count: int, rng: np.random.Generator,

@@ -17,34 +17,25 @@ as exact vertex correspondences for the 68 points MediaPipe maps to by the stand
 from __future__ import annotations
 
 import io
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from studio.core import store
 from studio.core.errors import StudioError
+from studio.core.geometry.raster import Fragments
+from studio.core.model_cache import PerModel
 from studio.core.photo import shading
 from studio.core.photo.camera import Camera, default_focal
 from studio.core.photo.contour import Contour
 from studio.core.photo.landmarks import IBUG68_BROWS, MP_TO_IBUG68, N_POINTS, detect_faces
-from studio.core.geometry.raster import Fragments
 
 VERSION = 1
 FILE = "photo_embedding.npz"
 RENDER_SIZE = 512
 N_MESH_POINTS = 468  # 468..477 are the irises: they sit on the eyeballs, not on the face surface
 
-_memory: dict[int, tuple] = {}  # id(model) → (weak reference to the model, Embedding)
-
-
-def _cached(model):
-    hit = _memory.get(id(model))
-    return hit[1] if hit is not None and hit[0]() is model else None
-
-
-def _remember(model, emb):
-    _memory[id(model)] = (weakref.ref(model, lambda _r, k=id(model): _memory.pop(k, None)), emb)
+_memory = PerModel()  # embeddings of models not in the store (built in memory), and of store models once read
 
 
 @dataclass
@@ -179,7 +170,7 @@ def _store_path(model):
 
 def load_or_compute(model, progress=None) -> Embedding:
     """The model's embedding: from the store when present and current, else computed (and stored)."""
-    cached = _cached(model)
+    cached = _memory.get(model)
     if cached is not None:
         return cached
     path = _store_path(model)
@@ -188,7 +179,7 @@ def load_or_compute(model, progress=None) -> Embedding:
             with np.load(path) as z:
                 if np.array_equal(z["signature"], _signature(model.name)):
                     emb = Embedding(z["tri_vertices"], z["bary"], z["valid"].astype(bool))
-                    _remember(model, emb)
+                    _memory.put(model, emb)
                     return emb
         except Exception:  # unreadable or old file: recompute below
             pass
@@ -200,7 +191,7 @@ def load_or_compute(model, progress=None) -> Embedding:
         np.savez(buf, tri_vertices=emb.tri_vertices, bary=emb.bary, valid=emb.valid,
                  signature=_signature(model.name))
         write_bytes(path, buf.getvalue(), force=True)
-    _remember(model, emb)
+    _memory.put(model, emb)
     return emb
 
 

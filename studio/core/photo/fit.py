@@ -254,9 +254,10 @@ def _landmark_gauss_newton(sub: _Sub, corr: Correspondences, cam: Camera, coeffs
     from scipy.spatial.transform import Rotation
 
     for _ in range(steps):
-        with torch.no_grad():
-            v = sub.vertices({k: torch.as_tensor(c) for k, c in coeffs.items()})
-        sub.retie_contour(v, cam.R, cam.translation, cam.focal)
+        if sub.contour is not None:
+            with torch.no_grad():
+                v = sub.vertices({k: torch.as_tensor(c) for k, c in coeffs.items()})
+            sub.retie_contour(v, cam.R, cam.translation, cam.focal)
         D, r, pw, lo, hi, names, theta0 = _landmark_system(sub, corr, cam, coeffs, options.expression_sigma)
         K = len(pw)
         # prior rows on the absolute coefficients (θ0 + δ), a light damping on the pose increments

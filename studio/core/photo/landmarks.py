@@ -175,11 +175,17 @@ def detect_one(img: np.ndarray, face: int | None = None, what: str = "the photo"
     if not faces:
         raise StudioError(f"no face found in {what}; use a photo that shows one face, roughly frontal "
                           "(up to about 45° to the side) and at least about 40 pixels across")
+    return faces[pick_face(len(faces), face, what)]
+
+
+def pick_face(count: int, face: int | None, what: str) -> int:
+    """The index of the face to fit among ``count`` found (largest first), whichever detector found
+    them: the only one, or ``face`` (1-based); one line when that is ambiguous or out of range."""
     if face is None:
-        if len(faces) > 1:
-            raise StudioError(f"{what} shows {len(faces)} faces; crop it to one face or pick one with "
-                              f"--face N (1 = the largest … {len(faces)})")
-        return faces[0]
-    if not 1 <= face <= len(faces):
-        raise StudioError(f"--face {face} is out of range: {what} shows {len(faces)} face(s)")
-    return faces[face - 1]
+        if count > 1:
+            raise StudioError(f"{what} shows {count} faces; crop it to one face or pick one with "
+                              f"--face N (1 = the largest … {count})")
+        return 0
+    if not 1 <= face <= count:
+        raise StudioError(f"--face {face} is out of range: {what} shows {count} face(s)")
+    return face - 1

@@ -10,7 +10,7 @@ from scipy.spatial import cKDTree
 
 from studio.core.fitting.align import Similarity
 from studio.core.fitting.scan_io import Scan, local_geometry, mesh_normals
-from studio.core.geometry.surface import boundary_vertices
+from studio.core.geometry.surface import boundary_vertices, closest_points
 
 
 @dataclass
@@ -48,14 +48,12 @@ class ScanSurface:
         triangle's nearest corner. A cloud: the nearest point's tangent plane (the nearest point
         itself would pin the vertex to the sampling grid)."""
         if self.faces is not None:
-            import igl
-
-            d2, fi, c = igl.point_mesh_squared_distance(np.ascontiguousarray(q, np.float64), self.points, self.faces)
+            d, fi, c = closest_points(q, self.points, self.faces)
             tri = self.faces[fi]
             corner = tri[np.arange(len(q)), np.argmin(np.linalg.norm(self.points[tri] - c[:, None], axis=2), axis=1)]
             nrm = self.normals[tri].sum(axis=1)
             nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
-            return c, nrm, np.sqrt(d2), self.border[tri].any(axis=1) | self.border[corner]
+            return c, nrm, d, self.border[tri].any(axis=1) | self.border[corner]
         d, j = self.tree.query(q)
         n = self.normals[j]
         c = q - np.einsum("ij,ij->i", q - self.points[j], n)[:, None] * n
