@@ -1,4 +1,19 @@
-"""Shared fixtures: an isolated model store per test, a synthetic model, the ICT data when present."""
+"""Shared fixtures: an isolated model store per test, a synthetic model, the ICT data when present,
+and the one display check of the GUI tests.
+
+Markers (registered in pyproject.toml), used the same way everywhere:
+
+* ``gui``: the test needs a display (a window, in this process or a child). Every ``gui`` test goes
+  through ``require_display`` below (the ``display`` fixture), before any of its fixtures, which
+  skips it, with the reason, when there is no display (pytest-xvfb starts Xvfb for the session when
+  it is installed; else ``xvfb-run -a pytest``) or no Qt. A test using ``qtbot`` is marked ``gui``
+  here without asking.
+* ``ict``: the test needs ``../shared/data/ict-facekit.tar.xz``; every test using the ``ict_archive``
+  fixture (directly or through ``ict_files`` / ``ict_store`` / ``ict_model``) is marked here.
+* ``slow``: longer than the suite's budget; left out by default (``addopts = -m 'not slow'``).
+
+The fast inner loop: ``pytest -m "not slow and not gui"`` (add ``and not ict`` for no data at all).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +28,45 @@ REPO = Path(__file__).resolve().parents[1]
 ICT_ARCHIVE = REPO.parent / "shared" / "data" / "ict-facekit.tar.xz"
 NO_ICT = (f"ICT-FaceKit archive not found at {ICT_ARCHIVE} (CI has it; elsewhere put the ICT-FaceKit "
           "tar.xz there to run these tests)")
+NO_DISPLAY = ("no display for the GUI tests: install Xvfb (pytest-xvfb then starts it for the test run), "
+              "run under xvfb-run -a, or run them in a desktop session")
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: the markers added here count for it
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "ict_archive" in names and item.get_closest_marker("ict") is None:
+            item.add_marker(pytest.mark.ict)
+        if "qtbot" in names and item.get_closest_marker("gui") is None:
+            item.add_marker(pytest.mark.gui)
+
+
+def require_display() -> str:
+    """The one display check of the suite: the display's name, or the test is skipped with the reason
+    (no display, or no Qt)."""
+    if not has_display():
+        pytest.skip(NO_DISPLAY)
+    pytest.importorskip("PySide6", reason="PySide6 is not installed (pip install -e '.[test]')")
+    pytest.importorskip("pyvistaqt", reason="pyvistaqt is not installed (pip install -e '.[test]')")
+    return os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Before any fixture: pytest-qt's session QApplication must not start without a display (it aborts).
+    if item.get_closest_marker("gui") is not None:
+        require_display()
+
+
+@pytest.fixture
+def display() -> str:
+    """The display a ``gui`` test runs on (checked before the test's fixtures, above)."""
+    return require_display()
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 torch.set_num_threads(1)
 
 from conftest import make_model  # noqa: E402
+
 from studio.core.neural import data as nd  # noqa: E402
 from studio.core.neural.config import tiny_config  # noqa: E402
 from studio.core.neural.train import train  # noqa: E402

@@ -1,8 +1,8 @@
 """The studio window, tested as a user drives it: a real QMainWindow with a pyvistaqt viewport.
 
 pytest-xvfb starts Xvfb for the test session; without a display (no Xvfb installed, no desktop)
-every test here is skipped with that reason. Most tests use the small synthetic model from
-conftest saved into the per-test store; the screenshot test uses the real ICT model.
+every test here is skipped with that reason (the ``gui`` marker, conftest.py). Most tests use the
+small synthetic model from conftest saved into the per-test store; the screenshot test uses the real ICT model.
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import make_model
 
 pytestmark = pytest.mark.gui
 
-NO_DISPLAY = ("no display for the GUI tests: install Xvfb (pytest-xvfb then starts it for the test run) "
-              "or run them in a desktop session")
-if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-    pytest.skip(NO_DISPLAY, allow_module_level=True)
+# Without a display every test here is skipped with the reason (conftest.require_display); the
+# module's own Qt imports need Qt installed:
 pytest.importorskip("PySide6", reason="PySide6 is not installed (pip install -e '.[test]')")
 pytest.importorskip("pyvistaqt", reason="pyvistaqt is not installed (pip install -e '.[test]')")
 

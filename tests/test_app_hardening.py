@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from test_app import TIMEOUT, open_window, save_synth, settle  # (also skips without a display)
+from test_app import TIMEOUT, open_window, save_synth, settle
 
 pytestmark = pytest.mark.gui
 
@@ -144,9 +143,10 @@ def test_a_broken_session_is_set_aside_with_a_warning_and_the_studio_starts(case
 
 
 def test_a_broken_session_warns_after_the_default_model_opened(qtbot, synth, tmp_path):
+    from conftest import make_model
+
     from studio.app import session
     from studio.core.modelfile import save_model
-    from conftest import make_model
 
     session.path().write_text("{" * 10_000)
     ckpt = tmp_path / "checkpoints"

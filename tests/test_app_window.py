@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-
 from test_app import TIMEOUT, answer, no_dialogs, open_window, save_synth, settle, synth  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.gui
@@ -161,6 +160,7 @@ def test_dock_layout_ranges_and_geometry_come_back_after_a_restart(qtbot, synth,
 def test_region_names_are_readable_and_slider_fill_starts_at_zero(qtbot, studio_home, no_dialogs):
     """The Regions panel cut names off ("head and n"); a ±3σ slider at 0 looked half set."""
     from conftest import make_model
+
     from studio.core import store
     from studio.core.modelfile import save_model
 

@@ -19,8 +19,7 @@ import trimesh
 from scipy.linalg import subspace_angles
 from scipy.spatial.transform import Rotation
 
-from studio.core.build import (build_pca_model, generalized_procrustes, read_registered_meshes,
-                               write_spectrum_png)
+from studio.core.build import build_pca_model, generalized_procrustes, read_registered_meshes, write_spectrum_png
 from studio.core.errors import StudioError
 from studio.core.modelfile import load_model, save_model
 from studio.core.objio import read_obj, read_obj_vertices
@@ -371,7 +370,9 @@ def test_degenerate_build_inputs(synth):
 def test_progress_can_cancel(tmp_path, synth):
     folder = _write_scans(tmp_path / "scans", synth["X"][:5], synth["faces"])
 
-    def cancel_third(fraction, message, calls=[]):
+    calls = []
+
+    def cancel_third(fraction, message):
         calls.append(fraction)
         if len(calls) == 3:
             raise Cancelled()

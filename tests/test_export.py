@@ -13,7 +13,6 @@ import numpy as np
 import pygltflib
 import pytest
 import trimesh
-
 from gltf_check import assert_valid
 
 from studio.core import export

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import cancel_while_running, make_model
+
 from studio.core.errors import StudioError
 from studio.core.fitting import fit_scan
 from studio.core.fitting.linear_scan import FitOptions
@@ -171,8 +171,11 @@ def test_degenerate_inputs_end_in_one_clear_message(head, tmp_path):
 
 
 def test_models_of_unknown_kinds_are_refused():
-    class Odd:
+    class Odd:  # the contract's part that fitting asks (facemodel.FaceModel)
         kind = "voxels"
+
+        def as_linear(self):
+            return None
 
     with pytest.raises(StudioError, match="cannot fit a model of kind 'voxels'"):
         fit_scan(Odd(), Scan(np.zeros((200, 3))))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import cancel_while_running
+
 from studio.core.fitting import fit_scan
 from studio.core.fitting.neural_scan import NeuralFitOptions
 from studio.core.fitting.scan_io import Scan
@@ -177,7 +177,7 @@ def test_cancel_stops_a_running_neural_fit_within_a_second(neural):
 def test_bench_fit_scans_faces_the_shipped_head_never_trained_on():
     # The bench's faces and the training faces are drawn the same way from seeds; faces from the
     # training seeds would measure memorisation (run 3's weights looked worse than run 2's that way).
-    from studio.cli.bench_fit import SCAN_SEED0
+    from studio.bench.fit import SCAN_SEED0
     from studio.core.neural.checkpoint import load_checkpoint
 
     cfg = load_checkpoint(CHECKPOINT).config

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from pickle_craft import evil_object_field_pickle
+
+from studio.bench.fuzz import seeds
 from studio.cli.main import main
 from studio.core import limits
 from studio.core.errors import StudioError
-from studio.bench.fuzz import seeds
 from studio.core.importers import import_model
 
 
@@ -180,15 +180,14 @@ def test_neural_config_sizes_are_bounded():
 
 def test_user_json_with_deep_nesting_or_long_integers_is_one_line(tmp_path, capsys):
     from studio.core import params
-    from studio.core.fitting.scan_io import read_intrinsics
-    from studio.core.fitting.scan_io import read_landmarks
+    from studio.core.fitting.scan_io import read_intrinsics, read_landmarks
 
     model = seeds.linear_model()
     for text in ("[" * 5000 + "]" * 5000, '{"groups": {"shape": [' + "9" * 5000 + "]}}"):
         path = tmp_path / "doc.json"
         path.write_text(text)
-        for read in (lambda: params.load(path, model), lambda: read_landmarks(path),
-                     lambda: read_intrinsics(tmp_path / "d.png", path)):
+        for read in (lambda p=path: params.load(p, model), lambda p=path: read_landmarks(p),
+                     lambda p=path: read_intrinsics(tmp_path / "d.png", p)):
             with pytest.raises(StudioError):
                 read()
 

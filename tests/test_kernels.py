@@ -89,8 +89,7 @@ def test_robust_scale_ignores_outliers():
 def test_exact_closest_points_beat_the_local_projection_where_it_is_wrong():
     """Published fit errors searched only the triangles around the nearest vertex; a point above the
     middle of a long thin triangle has its nearest vertex far from the triangle's closest point."""
-    from studio.core.geometry.surface import (boundary_vertices, closest_points, incident_triangles,
-                                              project_to_surface)
+    from studio.core.geometry.surface import boundary_vertices, closest_points, incident_triangles, project_to_surface
 
     v = np.array([[0, 0, 0], [10, 0, 0], [5, 0.2, 0], [5, 5, 0], [0, 5, 0]], float)
     f = np.array([[0, 1, 2], [2, 1, 3], [0, 2, 4], [4, 2, 3]])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-
 from conftest import make_model
+
 from studio.core.neural import data as nd
 from studio.core.neural import train as nt
 from studio.core.neural.config import tiny_config
@@ -136,10 +136,10 @@ def test_eyes_appear_in_the_extracted_mean_head(tmp_path):
 
 
 def test_ablation_evaluation_runs_on_a_tiny_model(tmp_path):
+    from studio.bench.neural_eval import corrupted, neural_ablation_job
     from studio.core.fitting.neural_scan import NeuralFitOptions
     from studio.core.fitting.synthetic import face_like_model
     from studio.core.neural.facemodel import load_neural
-    from studio.jobs.neural_eval import corrupted, neural_ablation_job
 
     linear = face_like_model(subdivisions=3)
     cfg = tiny_config(regions=(), n_train=3, id_steps=30, ex_steps=2, n_heldout=2)  # the closed head: no neck cut

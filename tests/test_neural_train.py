@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-
 from conftest import make_model
+
 from studio.core.errors import StudioError
 from studio.core.neural import data as nd
 from studio.core.neural.checkpoint import load_checkpoint, save_checkpoint
 from studio.core.neural.config import NeuralConfig, tiny_config
 from studio.core.neural.model import NeuralHead, softplus
 from studio.core.neural.train import predicted_codes, train
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
@@ -224,7 +223,7 @@ def test_checkpoint_round_trip_is_exact(tiny_data, tmp_path):
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "other_safetensors"])
 def test_damaged_checkpoint_gives_one_line_error(tiny_data, tmp_path, damage):
     cfg, data = tiny_data
-    tr = train(data, tiny_config(regions=(), id_steps=1, ex_steps=1), tmp_path / "run")
+    train(data, tiny_config(regions=(), id_steps=1, ex_steps=1), tmp_path / "run")
     good = (tmp_path / "run" / "neural_head.safetensors").read_bytes()
     bad = tmp_path / "bad.safetensors"
     if damage == "truncate":

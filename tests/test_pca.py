@@ -35,7 +35,7 @@ def test_sparse_and_dense_paths_agree(small_model):
 def test_incremental_equals_full_after_many_random_edits(small_model):
     rng = np.random.default_rng(2)
     ev = small_model.evaluator()
-    for step in range(1000):
+    for _ in range(1000):
         group = "shape" if rng.random() < 0.7 else "expression"
         size = small_model.basis(group).shape[0]
         ev.set(group, int(rng.integers(size)), float(rng.normal()))

@@ -29,9 +29,9 @@ def test_far_side_jaw_points_lie_on_the_outline_of_a_turned_face(ict_model, yaw)
     held-out portraits: the far jaw line 30-40 px inside the face)."""
     from scipy.spatial import cKDTree
 
+    from studio.core.geometry.raster import rasterize
     from studio.core.photo import contour, embedding, shading
     from studio.core.photo.camera import Camera, default_focal, euler_to_matrix, matrix_to_axis_angle
-    from studio.core.geometry.raster import rasterize
 
     model = ict_model
     lm = np.asarray(model.meta.landmarks["ibug68"])

@@ -135,7 +135,7 @@ def test_cli_entry_leaves_the_env_alone_once_numpy_is_loaded(monkeypatch):
 @pytest.fixture
 def load_processes(monkeypatch):
     """Record the load process ``busy_load`` starts (and whether it ran while the fits did)."""
-    from studio.cli import bench_fit
+    from studio.bench import fit as bench_fit
 
     seen: list[dict] = []
     real_load, real_trials = bench_fit.busy_load, bench_fit.run_trials
@@ -189,7 +189,7 @@ def test_bench_fit_without_busy_starts_no_load(load_processes, capsys):
 
 
 def test_busy_load_is_stopped_on_errors_and_interrupts():
-    from studio.cli.bench_fit import busy_load
+    from studio.bench.fit import busy_load
 
     for exc in (RuntimeError, KeyboardInterrupt):
         with pytest.raises(exc), busy_load() as proc:

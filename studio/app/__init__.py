@@ -23,5 +23,6 @@ Layout (after napari's separation of a document model, views and thread workers)
     pyside_fix.py    guard against PySide6 6.12.0's reference-count bugs (excluded by the pin)
     window.py        MainWindow: wires the pieces together
     main.py          run(): the entry point `studio` calls; --screenshot mode
-    bench.py         `studio bench gui`
+    harness.py       driving the real window from code (the Qt side of `studio bench gui`)
+    icons.py         the window icon (resources/icons)
 """

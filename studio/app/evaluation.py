@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from studio.core import prior
+from studio.core.facemodel import FaceModel, Params
 from studio.core.geometry.normals import FaceTopology
-from studio.core.facemodel import Params
 
 # Up to this many changed coefficients are applied as O(n) updates; more means a full evaluation
 # (mean + Σ over all components) is about as cheap and has no round-off drift.
@@ -33,7 +33,7 @@ class EvalRequest:
     model: Any
     params: Params  # a private snapshot: the UI thread never mutates it after sending
     t_request: float = field(default_factory=time.perf_counter)
-    preview: bool = False  # a slider is being dragged: models with a preview_mesh() use it
+    preview: bool = False  # a slider is being dragged: models whose preview_mesh() is coarser use it
 
 
 @dataclass
@@ -66,16 +66,16 @@ class MeshEvaluator:
         self.incremental_evaluations = 0
         self.threads: set[int] = set()  # which threads called evaluate() (the tests check: one)
 
-    def _bind(self, model) -> None:
+    def _bind(self, model: FaceModel) -> None:
         self.model = model
-        self._ev = model.evaluator() if hasattr(model, "evaluator") else None
+        linear = model.as_linear()
+        self._ev = linear.evaluator() if linear is not None else None
         self._colors = None
         self._color_params = None
-        if not hasattr(model, "faces"):  # the topology comes with each mesh (neural models)
+        if not model.fixed_topology or linear is None:  # the topology comes with each mesh (neural models)
             self._faces = None
             return
-        faces = np.asarray(model.faces)
-        self._bind_faces(faces, _n_vertices(model, faces))
+        self._bind_faces(np.asarray(linear.faces), linear.n_vertices)
 
     def _bind_faces(self, faces: np.ndarray, n: int) -> None:
         faces = np.asarray(faces, np.int64)
@@ -88,20 +88,22 @@ class MeshEvaluator:
         if model is not self.model:
             self._bind(model)
         incremental = preview = False
+        given_normals = None  # a model's own normals (the neural head's SDF gradient), else the triangles'
         if self._ev is not None:
             verts, incremental = self._pca_vertices(req.params)
             colors = self._pca_colors(req.params)
         else:
-            preview = req.preview and hasattr(model, "preview_mesh")
+            preview = req.preview and model.has_preview
             mesh = model.preview_mesh(req.params) if preview else model.mesh(req.params)
             verts = np.asarray(mesh.vertices, np.float32)
+            given_normals = mesh.normals
             colors = None if mesh.colors is None else np.asarray(mesh.colors, np.float32)[:, :3]
             if (self._faces is None or len(mesh.faces) != len(self._faces)
                     or not np.array_equal(mesh.faces, self._faces)):
                 self._bind_faces(mesh.faces, len(verts))
             self.full_evaluations += 1
         verts = np.array(verts, np.float32, copy=True)  # the evaluator keeps mutating its own array
-        normals = self._topology.normals(verts)
+        normals = self._topology.normals(verts) if given_normals is None else np.asarray(given_normals, np.float32)
         nlp = -prior.log_prior(model.groups, req.params)
         return EvalResult(req.serial, model, req.params, verts, normals, colors, nlp,
                           prior.readout(model.groups, req.params),
@@ -132,24 +134,13 @@ class MeshEvaluator:
 
     def _pca_colors(self, params: Params) -> np.ndarray | None:
         model = self.model
-        if getattr(model, "color_mean", None) is None:
+        if not model.has_colors:
             return None
         names = [g.name for g in model.groups if g.affects == "color"]
         if self._colors is None or any(not np.array_equal(self._color_params[n], params[n]) for n in names):
             self._colors = np.asarray(model.colors(params), np.float32)
             self._color_params = {n: params[n].copy() for n in names}
         return self._colors
-
-
-def model_zeros(model) -> Params:
-    return prior.zeros(model.groups)
-
-
-def _n_vertices(model, faces) -> int:
-    n = getattr(model, "n_vertices", None)
-    if n is None:
-        n = len(model.mesh(model_zeros(model)).vertices)
-    return int(n)
 
 
 def format_plausibility(res: EvalResult) -> str:

@@ -68,6 +68,15 @@ class Exporter:
         if path is None:
             return
         params = w.doc.snapshot()
+        detail = getattr(w, "detail_controls", None)
+        img = detail.export_image() if detail is not None and suffix == ".glb" and not morph else None
+        if img is not None:  # Detail is on: the GLB carries the normal map the viewport shows
+            from studio.jobs.detail import write_detailed_glb
+
+            strength = detail.strength
+            w.runner.submit(lambda progress: write_detailed_glb(path, model, params, img, force, strength),
+                            f"exporting {path.name}", on_done=lambda p: w.notify(f"wrote {p}"))
+            return
         w.runner.submit(lambda progress: export_face(model, params, path, force, k),
                         f"exporting {path.name}", on_done=lambda p: w.notify(f"wrote {p}"))
 

@@ -7,8 +7,15 @@ slider keys (handled by params_panel.SliderBehaviour, not by actions) are added 
 from __future__ import annotations
 
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHeaderView, QLabel, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout)
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
 
 LICENCES = (
     ("Built-in neural head", "trained by this repository on faces of the ICT Face Model Light; "

@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from studio.core import params as params_io
 from studio.core import store
 from studio.core.atomic import check_writable

@@ -9,8 +9,7 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QPushButton, QSpinBox, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QPushButton, QSpinBox, QVBoxLayout, QWidget
 from superqt import QLabeledDoubleSlider
 
 from studio.app import dialogs, identities

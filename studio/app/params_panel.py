@@ -13,10 +13,23 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                               QScrollArea, QTabWidget, QVBoxLayout, QWidget)
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QSizePolicy, QStyle, QStylePainter
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QStyle,
+    QStylePainter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 from superqt import QDoubleSlider, QLabeledDoubleSlider
 
 from studio.app.evaluation import PLAUSIBILITY_TIP
@@ -298,7 +311,8 @@ class GroupTab(QWidget):
         else:
             partner = self.partners[i]
             text = (f"{g.names[i]} ({expressions.region_of(g.names[i])}): weight {v:.2f} in "
-                    f"[{g.lower[i]:g}, {g.upper[i]:g}]" + (f"; other side: {g.names[partner]}" if partner is not None else ""))
+                    f"[{g.lower[i]:g}, {g.upper[i]:g}]"
+                    + (f"; other side: {g.names[partner]}" if partner is not None else ""))
         self.name_labels[i].setToolTip(text)
         self.sliders[i].setToolTip(text)
 
@@ -419,9 +433,8 @@ class ParameterPanel(QWidget):
         self.plausibility.setText(text)
 
     def randomize_all(self) -> None:
-        model = self.doc.model  # a model's own sample() knows which groups make a plausible face
-        drawn = model.sample(self.rng) if hasattr(model, "sample") else prior.sample(model.groups, self.rng)
-        self.doc.edit_params(drawn, "random face")
+        # a model's own sample() knows which groups make a plausible face
+        self.doc.edit_params(self.doc.model.sample(self.rng), "random face")
 
     def reset_all(self) -> None:
         self.doc.edit_params(prior.zeros(self.doc.model.groups), "reset all")

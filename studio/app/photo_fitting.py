@@ -14,11 +14,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 import studio.app.pyside_fix  # noqa: F401  (first: PySide6 6.12 emit refcount bug; see the module)
+
+# isort: split
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (QCheckBox, QDockWidget, QFileDialog, QLabel, QPushButton, QSizePolicy, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 PHOTO_FILTER = "Photos (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files (*)"
 
@@ -121,8 +132,9 @@ class PhotoFitting(QObject):
         model = self.window.doc.model
         if model is None:
             return "open a model before loading a photo"
-        if getattr(model, "kind", "") != "pca":
-            return f"{model.name} cannot be fitted to photos: photo fitting needs a linear (PCA) model such as ICT-FaceKit"
+        if not model.supports_photo_fit:
+            return (f"{model.name} cannot be fitted to photos: photo fitting needs a linear (PCA) model "
+                    "such as ICT-FaceKit")
         if self.job is not None and self.job.state in ("queued", "running"):
             return "a photo fit is already running"
         return None
@@ -227,3 +239,6 @@ def install(window, file_menu) -> None:
     action = file_menu.addAction("Load photo…")
     action.triggered.connect(window.photo_fitting.load_dialog)
     window.photo_fitting.action = action
+    from studio.app import detail_view  # the Detail toggle and strength slider in the Photo dock
+
+    detail_view.install(window)

@@ -26,6 +26,8 @@ from collections import deque
 from typing import Any, Callable
 
 import studio.app.pyside_fix  # noqa: F401  (first: PySide6 6.12 emit refcount bug; see the module)
+
+# isort: split
 from PySide6.QtCore import QObject, QThread, Signal
 
 from studio.app.evaluation import EvalRequest, EvalResult, MeshEvaluator

@@ -15,7 +15,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 import studio.app.pyside_fix  # noqa: F401  (first: PySide6 6.12 emit refcount bug; see the module)
+
+# isort: split
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 

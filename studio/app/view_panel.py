@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QGridLayout, QGroupBox, QPushButton, QScrollArea, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QCheckBox, QGridLayout, QGroupBox, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 
 class ViewPanel(QWidget):

@@ -117,15 +117,16 @@ class Viewport(QWidget):
         self._normals = vtk_to_numpy(self._vtk_normals)
         self._vtk_rgb = poly.GetPointData().GetArray("RGB") if rgb is not None else None
         self._rgb = vtk_to_numpy(self._vtk_rgb) if self._vtk_rgb is not None else None
-        self._has_model_colors = getattr(model, "color_mean", None) is not None
+        self._has_model_colors = model.has_colors
         self.applied_serial = -1
         self.applied_params = None
         self.set_hidden_regions(default_hidden(model.meta.regions))
         self.set_wireframe(self.wireframe)
 
     def _base_colors(self, model, vertices: np.ndarray) -> np.ndarray | None:
-        if getattr(model, "color_mean", None) is not None:
-            return np.clip(np.asarray(model.color_mean) * 255 + 0.5, 0, 255).astype(np.uint8)
+        linear = model.as_linear()
+        if model.has_colors and linear is not None:
+            return np.clip(np.asarray(linear.color_mean) * 255 + 0.5, 0, 255).astype(np.uint8)
         regions = model.meta.regions
         if not regions:
             return None
@@ -134,7 +135,7 @@ class Viewport(QWidget):
             for name, idx in regions.items():
                 if key in name:
                     col[np.asarray(idx)] = tint
-        _paint_irises(col, np.asarray(getattr(model, "mean", vertices)), regions)
+        _paint_irises(col, np.asarray(linear.mean if linear is not None else vertices), regions)
         return np.clip(col * 255 + 0.5, 0, 255).astype(np.uint8)
 
     def set_vertex_colors(self, rgb: np.ndarray | None) -> None:

@@ -11,8 +11,18 @@ Two places show it (two instances of one class):
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QMenu, QPushButton,
-                               QScrollArea, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 GUIDANCE = ("No model yet: import ICT-FaceKit (FaceXModel folder, zip or tar), a Basel Face Model "
             "(.h5 / .mat) or FLAME (.pkl) to start.")

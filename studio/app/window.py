@@ -13,6 +13,8 @@ import logging
 from pathlib import Path
 
 import studio.app.pyside_fix  # noqa: F401  (first: PySide6 6.12 emit refcount bug; see the module)
+
+# isort: split
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QHBoxLayout, QMainWindow, QStackedWidget, QWidget
@@ -22,6 +24,7 @@ from studio.app.defaults import default_model_path
 from studio.app.document import FaceDocument
 from studio.app.evaluation import EvalRequest, format_plausibility
 from studio.app.exporting import Exporter
+from studio.app.icons import app_icon
 from studio.app.interpolation import InterpolationPanel
 from studio.app.library import LibraryPanel
 from studio.app.params_panel import ParameterPanel
@@ -47,6 +50,7 @@ class MainWindow(QMainWindow):
     def __init__(self, session_enabled: bool = True, seed: int | None = None, checkpoints=None):
         super().__init__()
         self.setWindowTitle("Face Studio")
+        self.setWindowIcon(app_icon())
         self._checkpoints = checkpoints  # None: the repository's checkpoints/ folder
         self.runner = JobRunner(self)
         self.doc = FaceDocument(self)
@@ -77,7 +81,7 @@ class MainWindow(QMainWindow):
         # Thumbnails and turntables draw the displayed triangles (hidden regions stay hidden); a
         # neural model's triangles change with its parameters, so it draws its own mesh's.
         faces_shown = lambda: (self.viewport._faces[self.viewport.visible_faces]  # noqa: E731
-                               if getattr(self.doc.model, "kind", "pca") == "pca" else None)
+                               if self.doc.model is None or self.doc.model.fixed_topology else None)
         self.library = LibraryPanel(self.doc, self.runner, self.notify)
         self.interp = InterpolationPanel(self.doc, self.runner, self.library, self.notify, faces_shown)
         self.docks = {}
@@ -448,7 +452,7 @@ class MainWindow(QMainWindow):
 
     def _on_drag_finished(self) -> None:
         """Slider released: a model that showed preview meshes during the drag refines now."""
-        if self.doc.model is not None and hasattr(self.doc.model, "preview_mesh"):
+        if self.doc.model is not None and self.doc.model.has_preview:
             self._on_params_changed(None)
 
     def _on_result(self) -> None:

@@ -1,117 +1,182 @@
-"""``studio bench …``: measured figures and ratios, printed (with --json, one JSON object last)."""
+"""``studio bench …``: the arguments of every benchmark; the measurements live in studio/bench/.
+
+Each ``_<name>(bsub)`` adds one ``studio bench NAME`` parser and calls ``studio.bench.<name>.main``
+with its arguments (imported only when that bench runs). A new bench is one such function and one
+entry in ``BENCHES``. Every bench prints its figures, and with --json one JSON object last.
+"""
 
 from __future__ import annotations
-
-import json
-import time
-
-import numpy as np
-
-from studio.core import store
 
 
 def add_commands(sub) -> None:
     bench = sub.add_parser("bench", help="measure speed (prints figures; --json for one JSON line)")
     bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    for add in BENCHES:
+        add(bsub)
+
+
+def _pca(bsub) -> None:
     p = bsub.add_parser("pca", help="full evaluation vs incremental slider update of a linear model")
     p.add_argument("--model", help="model to measure (default: 'ict' if imported, else a synthetic "
                    "model of ICT's size)")
     p.add_argument("--repeats", type=int, default=200)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=bench_pca)
 
+    def run(a) -> int:
+        from studio.bench import pca
+
+        return pca.main(a.model, a.repeats, as_json=a.json)
+
+    p.set_defaults(func=run)
+
+
+def _gui(bsub) -> None:
     p = bsub.add_parser("gui", help="parameter change → viewport vertices latency in the real window "
                         "(needs a display: run under xvfb-run)")
     p.add_argument("--model", help="model to open (default: 'ict' if imported, else a synthetic model of "
                    "ICT's size)")
     p.add_argument("--changes", type=int, default=200, help="slider changes to time")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=bench_gui)
 
-    # Benchmarks of the other capabilities live beside their commands.
-    from studio.cli import bench_extract, bench_fit, bench_fuzz, bench_photo, bench_register
-    for module in (bench_fit, bench_extract, bench_photo, bench_fuzz, bench_register):
-        module.add_command(bsub)
+    def run(a) -> int:
+        from studio.bench import gui
 
+        return gui.main(a.model, a.changes, as_json=a.json)
 
-def _timeit(fn, repeats: int) -> float:
-    """Median seconds per call over ``repeats`` calls (after one warm-up)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    p.set_defaults(func=run)
 
 
-def _synthetic_ict_sized():
-    from studio.core.facemodel import ParamGroup
-    from studio.core.pca import LinearGroup, PCAModel
+def _fit(bsub) -> None:
+    p = bsub.add_parser("fit", help="scan fitting: time and face-region RMS error against ground truth",
+                        description="Fit synthetic single-view scans (50k points, 0.5 mm noise, 20%% outliers, "
+                                    "random similarity transform) made from faces the model never saw.")
+    p.add_argument("--model", help="model (default: 'ict' if imported, else a synthetic test model)")
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--points", type=int, default=50_000)
+    p.add_argument("--noise", type=float, default=0.5, help="noise σ in mm")
+    p.add_argument("--outliers", type=float, default=0.2, help="fraction of outlier points")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--neural", default="neural",
+                   help="neural model fitted to the same scans (default: the shipped 'neural'); 'none' skips it")
+    p.add_argument("--busy", action="store_true",
+                   help="run a CPU load (a separate process keeping one core busy) beside the fits")
+    p.add_argument("--no-shapes", dest="shapes", action="store_false",
+                   help="skip the full heads, expressive face masks and non-metric scales (bench_fit_shapes)")
+    p.add_argument("--json", action="store_true")
 
-    rng = np.random.default_rng(0)
-    n = 26719
-    return PCAModel("synthetic", rng.normal(size=(n, 3)), np.zeros((1, 3), int), [
-        LinearGroup(ParamGroup("shape", tuple(f"PC{i + 1}" for i in range(100))), rng.normal(size=(100, n, 3))),
-        LinearGroup(ParamGroup("expression", tuple(f"E{i}" for i in range(53)), "box"), rng.normal(size=(53, n, 3))),
-    ])
+    def run(a) -> int:
+        from studio.bench import fit
 
+        return fit.main(a.model, a.trials, a.points, a.noise, a.outliers, a.seed, a.neural, a.busy, a.shapes,
+                        as_json=a.json)
 
-def bench_pca(a) -> int:
-    from studio.core.registry import open_model
-
-    name = a.model or ("ict" if store.exists("ict") else None)
-    model = open_model(name) if name else _synthetic_ict_sized()
-    rng = np.random.default_rng(0)
-    params = model.sample(rng)
-    params["expression"] = rng.uniform(0, 1, model.basis("expression").shape[0]) if "expression" in params else None
-    params = {k: v for k, v in params.items() if v is not None}
-    full = _timeit(lambda: model.vertices(params), max(a.repeats // 4, 20))
-    ev = model.evaluator(params)
-    values = rng.normal(size=4096)
-    state = {"i": 0}
-
-    def one_slider_step():
-        i = state["i"] = state["i"] + 1
-        ev.set("shape", i % min(7, model.basis("shape").shape[0]), float(values[i % values.size]))
-
-    inc = _timeit(one_slider_step, a.repeats * 10)
-    drift = float(np.abs(ev.vertices - model.vertices(ev.params)).max())
-    comps = sum(g.size for g in model.groups if g.affects == "position")
-    result = {"bench": "pca", "model": model.name, "vertices": int(model.n_vertices), "components": comps,
-              "full_ms": full * 1e3, "incremental_ms": inc * 1e3, "speedup": full / inc,
-              "max_drift": drift, "unit": model.meta.unit}
-    print(f"model {model.name}: {model.n_vertices} vertices, {comps} position components")
-    print(f"full evaluation      {full * 1e3:8.3f} ms")
-    print(f"incremental update   {inc * 1e3:8.3f} ms  (one slider step, O(n))")
-    print(f"speed-up             {full / inc:8.1f} x")
-    print(f"max drift after {a.repeats * 10 + 1} incremental steps: {drift:.2e} {model.meta.unit}")
-    if a.json:
-        print(json.dumps(result))
-    return 0
+    p.set_defaults(func=run)
 
 
-def bench_gui(a) -> int:
-    from studio.core.errors import StudioError
+def _extract(bsub) -> None:
+    p = bsub.add_parser("extract", help="narrow-band vs dense mesh extraction of the neural model, and the "
+                        "slider preview rate")
+    p.add_argument("--model", help="neural model (name or .safetensors path; default: the shipped 'neural' "
+                   "model, else an untrained network of the default size)")
+    p.add_argument("--resolutions", type=int, nargs="+", default=[128, 256], metavar="N",
+                   help="grid points per axis to compare (default 128 256)")
+    p.add_argument("--preview-resolution", type=int, help="default: the model's preview resolution")
+    p.add_argument("--changes", type=int, default=20, help="latent changes to time for the preview rate")
+    p.add_argument("--margin", type=float, help="narrow-band Lipschitz safety margin (default: extract's)")
+    p.add_argument("--no-analytic", action="store_true", help="skip the analytic-SDF rows")
+    p.add_argument("--seed", type=int, default=0, help="which random identity code to extract")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: the cores available less one, at most "
+                   "4: 1 on a 2-core machine)")
+    p.add_argument("--json", action="store_true")
 
-    if a.changes < 10:
-        raise StudioError("--changes must be at least 10")
-    try:
-        from studio.app.bench import run_bench
-    except ImportError as e:
-        raise StudioError(f"the GUI bench needs the GUI packages ({e.name} is missing): pip install -e .") from None
-    r = run_bench(a.model, a.changes)
-    print(f"model {r['model']}: {r['vertices']} vertices, {r['triangles']} triangles shown")
-    print(f"parameter → viewport vertices  median {r['param_to_vertices_median_ms']:7.2f} ms   "
-          f"p95 {r['param_to_vertices_p95_ms']:7.2f} ms   ({r['changes']} slider changes, drawing excluded)")
-    print(f"  of which worker evaluation   median {r['worker_median_ms']:7.2f} ms   "
-          f"({100 * r['incremental_fraction']:.0f}% incremental updates)")
-    print(f"  without the slider repaint   median {r['param_to_vertices_no_repaint_median_ms']:7.2f} ms   "
-          "(parameter dock hidden; on Xvfb a widget repaint is composited in software GL)")
-    print(f"random face (full evaluation)  median {r['random_face_median_ms']:7.2f} ms")
-    print(f"GL frame (plotter.render)      median {r['gl_frame_median_ms']:7.2f} ms   "
-          f"p95 {r['gl_frame_p95_ms']:7.2f} ms   on {r['gl_renderer']}")
-    print("note: the GL frame time on software GL (Xvfb/llvmpipe) says nothing about a real desktop")
-    if a.json:
-        print(json.dumps(r))
-    return 0
+    def run(a) -> int:
+        from studio.bench import extract
+
+        return extract.main(a.model, a.resolutions, a.preview_resolution, a.changes, a.margin, not a.no_analytic,
+                            a.seed, a.threads, as_json=a.json)
+
+    p.set_defaults(func=run)
+
+
+def _photo(bsub) -> None:
+    p = bsub.add_parser("photo", help="photo fitting on rendered photos: shape error (mm) and time per photo")
+    p.add_argument("--model", help="model (default 'ict')")
+    p.add_argument("--count", type=int, default=10, help="photos to render and fit")
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--iterations", type=int, default=150)
+    p.add_argument("--expressions", type=int, default=4, help="blendshapes active in each rendered face")
+    p.add_argument("--size", type=int, default=800, help="rendered photo size in pixels")
+    p.add_argument("--oracle", action="store_true", help="also fit with the true landmark positions + 1 px noise "
+                   "(a diagnostic: no user has them)")
+    p.add_argument("--json", action="store_true")
+
+    def run(a) -> int:
+        from studio.bench import photo
+
+        return photo.main(a.model, a.count, a.seed, a.iterations, a.expressions, a.size, a.oracle, as_json=a.json)
+
+    p.set_defaults(func=run)
+
+
+def _fuzz(bsub) -> None:
+    p = bsub.add_parser("fuzz", help="feed N malformed inputs to every loader; count uncaught exceptions, "
+                        "hangs, crashes and accepted-but-unloadable inputs")
+    p.add_argument("--count", type=int, default=3000, help="cases in all, spread evenly over the loaders")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds one case may take before it is a hang")
+    p.add_argument("--replay", metavar="TARGET:INDEX", help="run one case here and show how it ends")
+    p.add_argument("--json", action="store_true")
+
+    def run(a) -> int:
+        from studio.bench.fuzz import campaign
+
+        return campaign.main(a.count, a.seed, a.timeout, a.replay, as_json=a.json)
+
+    p.set_defaults(func=run)
+
+
+def _register(bsub) -> None:
+    p = bsub.add_parser("register", help="registration: scans per minute on 1 and 2 Dask workers, and the "
+                        "built model's held-out reconstruction RMS against the source model's",
+                        description="Registers SCANS synthetic face-mask scans of unseen faces of the model (0.2 mm "
+                                    "noise, holes, random pose and unit) with 2 workers, the first SPEED of them "
+                                    "again with 1 worker, builds a PCA model from the registered meshes (--variance) "
+                                    "and reconstructs HELD-OUT faces with it and with the source model truncated to "
+                                    "the same number of components (least squares over the face region).")
+    p.add_argument("--model", default="ict", help="linear model (default: ict)")
+    p.add_argument("--scans", type=int, default=60)
+    p.add_argument("--speed-scans", type=int, default=10, help="scans timed on 1 worker (0: skip that run)")
+    p.add_argument("--held-out", type=int, default=10)
+    p.add_argument("--variance", type=float, default=0.98, help="variance the built model keeps")
+    p.add_argument("--out", help="keep the scans and registrations here (default: a temporary folder)")
+    p.add_argument("--json", action="store_true")
+
+    def run(a) -> int:
+        from studio.bench import register
+
+        return register.main(a.model, a.scans, a.speed_scans, a.held_out, a.variance, a.out, as_json=a.json)
+
+    p.set_defaults(func=run)
+
+
+# `studio bench --help` lists them in this order.
+def _detail(bsub) -> None:
+    p = bsub.add_parser("detail", help="fine detail (wrinkles) from rendered photos with known displacement: "
+                        "correlation, RMS, normal error, expression transfer, time")
+    p.add_argument("--model", help="model (default 'ict')")
+    p.add_argument("--count", type=int, default=8, help="photos to render and recover")
+    p.add_argument("--seed", type=int, default=2000)
+    p.add_argument("--size", type=int, default=768, help="rendered photo size in pixels")
+    p.add_argument("--map-size", type=int, default=512, help="texels per side of the detail map")
+    p.add_argument("--iterations", type=int, default=60, help="shape-from-shading L-BFGS iterations")
+    p.add_argument("--json", action="store_true")
+
+    def run(a) -> int:
+        from studio.bench import detail
+
+        return detail.main(a.model, a.count, a.seed, a.size, a.map_size, a.iterations, as_json=a.json)
+
+    p.set_defaults(func=run)
+
+
+BENCHES = (_pca, _gui, _fit, _extract, _photo, _fuzz, _register, _detail)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -145,22 +144,22 @@ def cmd_list(a) -> int:
 
 def cmd_info(a) -> int:
     m = open_model(a.name)
-    fixed = m.kind == "pca"  # a neural model's vertex and triangle counts depend on its parameters
+    lin = m.as_linear()  # a neural model's vertex and triangle counts depend on its parameters
     info = {
-        "name": m.name, "kind": m.kind, "unit": m.meta.unit, "vertices": int(m.mean.shape[0]) if fixed else None,
-        "triangles": int(m.faces.shape[0]) if fixed else None, "uv": getattr(m, "uv", None) is not None,
-        "colors": getattr(m, "color_mean", None) is not None,
+        "name": m.name, "kind": m.kind, "unit": m.meta.unit, "vertices": lin.n_vertices if lin else None,
+        "triangles": int(lin.faces.shape[0]) if lin else None, "uv": lin is not None and lin.uv is not None,
+        "colors": m.has_colors,
         "groups": [{"name": g.name, "size": g.size, "prior": g.prior, "affects": g.affects,
                     "first": list(g.names[:5])} for g in m.groups],
         "regions": {k: int(len(v)) for k, v in m.meta.regions.items()},
         "landmarks": {k: int(len(v)) for k, v in m.meta.landmarks.items()},
-        "materials": list(getattr(m, "materials", ())), "source": m.meta.source,
+        "materials": list(lin.materials) if lin else [], "source": m.meta.source,
         "attribution": m.meta.attribution, "path": str(store.resolve(a.name)),
     }
     if a.json:
         print(json.dumps(info))
         return 0
-    size = (f"{info['vertices']} vertices, {info['triangles']} triangles" if fixed
+    size = (f"{info['vertices']} vertices, {info['triangles']} triangles" if lin is not None
             else "marching-cubes meshes (vertex count varies)")
     print(f"{info['name']} ({info['kind']}, {info['unit']}): {size}, UVs {'yes' if info['uv'] else 'no'}, "
           f"vertex colours {'yes' if info['colors'] else 'no'}")

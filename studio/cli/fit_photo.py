@@ -27,6 +27,10 @@ def add_command(fsub) -> None:
     p.add_argument("--landmarks-only", action="store_true", help="stop after the landmark fit (fast)")
     p.add_argument("--iterations", type=int, default=150, help="analysis-by-synthesis iterations")
     p.add_argument("--focal", type=float, help="focal length in pixels (default 1.4 × the longer side)")
+    p.add_argument("--detail", metavar="DIR", help="also recover fine detail (wrinkles) by shape from shading into "
+                   "DIR: 16-bit displacement PNGs, a normal map, face.glb with normalTexture, face.obj with a bump "
+                   "map, face_dense.ply (studio/jobs/detail.py)")
+    p.add_argument("--detail-size", type=int, default=512, help="texels per side of the detail maps (256-2048)")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the figures")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_fit_photo)
@@ -46,10 +50,20 @@ def cmd_fit_photo(a) -> int:
     if a.face is not None and a.face < 1:
         raise StudioError("--face counts from 1 (the largest face)")
     check_outputs([a.out, a.mesh, a.overlay], a.force)
+    if a.detail is not None:
+        from studio.jobs.detail import check_folder
+
+        if a.landmarks_only:
+            raise StudioError("--detail needs the full fit; leave out --landmarks-only")
+        if not 256 <= a.detail_size <= 2048:
+            raise StudioError("--detail-size must be between 256 and 2048")
+        check_folder(a.detail, a.force)
     model = open_model(a.model)
     options = PhotoFitOptions(focal=a.focal, landmarks_only=a.landmarks_only, iterations=a.iterations)
     fit = _run("fitting", fit_photo_job, model, a.image, a.face, options, detector=a.detector)
     written = write_outputs(model, fit, a.out, a.mesh, a.overlay, a.force)
+    if a.detail is not None:
+        written += _detail(model, fit, a)
     s = fit.summary()
     cam = fit.result.camera.as_json()
     yaw, pitch, roll = cam["yaw_pitch_roll_deg"]
@@ -70,3 +84,15 @@ def cmd_fit_photo(a) -> int:
         print(f"studio: {v.summary()}", file=sys.stderr)
         return FitFailed.exit_status
     return 0
+
+
+def _detail(model, fit, a) -> list:
+    from studio.cli.commands import _run
+    from studio.core.detail.sfs import SfsOptions
+    from studio.core.photo.texture import photo_texture
+    from studio.jobs.detail import detail_job, write_detail
+
+    detail = _run("detail", detail_job, model, fit, SfsOptions(size=a.detail_size))
+    colors = photo_texture(model, fit.vertices, fit.result.camera, fit.image, uv_texture=False).vertex_colors
+    print(f"detail: {detail.raster.size}² map, {detail.timings['detail_s']:.1f} s")
+    return write_detail(a.detail, model, fit.vertices, detail, colors, a.force, fit=fit)

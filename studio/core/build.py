@@ -19,7 +19,7 @@ import numpy as np
 
 from studio.core.atomic import atomic_path
 from studio.core.errors import StudioError
-from studio.core.facemodel import UNIT_TO_MM, ModelMeta, ParamGroup
+from studio.core.facemodel import UNIT_TO_MM, Affects, ModelMeta, ParamGroup
 from studio.core.geometry.transforms import similarity_from_covariance
 from studio.core.objio import read_obj, read_obj_vertices
 from studio.core.pca import LinearGroup, PCAModel
@@ -310,7 +310,7 @@ def build_pca_model(name: str, vertices, faces, colors=None, uv=None, face_uv=No
     return model, rep
 
 
-def _group(name: str, affects: str, sigma, vt, n) -> LinearGroup:
+def _group(name: str, affects: Affects, sigma: np.ndarray, vt: np.ndarray, n: int) -> LinearGroup:
     basis = (sigma[:, None] * vt).reshape(len(sigma), n, 3)
     names = tuple(f"PC{i + 1}" for i in range(len(sigma)))
     return LinearGroup(ParamGroup(name, names, "normal", affects=affects), basis)

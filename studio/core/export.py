@@ -21,7 +21,7 @@ import numpy as np
 
 from studio.core.atomic import atomic_path, check_writable
 from studio.core.errors import StudioError
-from studio.core.facemodel import UNIT_TO_MM, Mesh
+from studio.core.facemodel import UNIT_TO_MM, FaceModel, Mesh
 
 SUPPORTED = (".obj", ".ply", ".stl", ".glb")
 
@@ -42,7 +42,7 @@ class MeshArrays:
     materials: tuple[str, ...]
 
 
-def export_mesh(mesh: Mesh, path: str | os.PathLike, force: bool = False, *, model=None,
+def export_mesh(mesh: Mesh, path: str | os.PathLike, force: bool = False, *, model: FaceModel | None = None,
                 params: Mapping[str, np.ndarray] | None = None, morph_targets: int | None = None,
                 unit: str | None = None) -> Path:
     """Write ``mesh`` to ``path``; the extension picks the format (.obj, .ply, .stl, .glb).
@@ -65,7 +65,7 @@ def export_mesh(mesh: Mesh, path: str | os.PathLike, force: bool = False, *, mod
     # Fail on an existing file before spending time on a large export; atomic_path checks again.
     check_writable(path, force)
     arrays = mesh_arrays(mesh)
-    attribution = getattr(getattr(model, "meta", None), "attribution", "") or ""
+    attribution = model.meta.attribution if model is not None else ""
 
     if ext == ".glb":
         # Imported here so OBJ/PLY/STL export does not need pygltflib.
@@ -74,7 +74,7 @@ def export_mesh(mesh: Mesh, path: str | os.PathLike, force: bool = False, *, mod
         targets = []
         if morph_targets is not None:
             targets = export_gltf.morph_targets_from_model(model, params, morph_targets, arrays.vertices.shape[0])
-        name = getattr(model, "name", "") or path.stem
+        name = (model.name if model is not None else "") or path.stem
         data = export_gltf.glb_bytes(arrays, scale=UNIT_TO_MM[unit or "m"] / 1000.0, targets=targets,
                                      name=name, copyright=attribution)
     else:
@@ -175,7 +175,7 @@ def obj_bytes(a: MeshArrays, attribution: str = "") -> bytes:
         parts.append(_rows("v %.8f %.8f %.8f %.6f %.6f %.6f\n", np.hstack([a.vertices, a.colors])))
     else:
         parts.append(_rows("v %.8f %.8f %.8f\n", a.vertices))
-    if a.uv is not None:
+    if a.uv is not None and a.face_uv is not None:  # set together (MeshArrays)
         parts.append(_rows("vt %.8f %.8f\n", a.uv))
         # Interleave vertex and uv index per corner: (m, 3, 2) -> "f v/vt v/vt v/vt".
         corners = np.stack([a.faces, a.face_uv], axis=2) + 1

@@ -14,12 +14,16 @@ like the PLY/OBJ colours, so they are converted on the way out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import pygltflib as gl
 
 from studio.core.errors import StudioError
+from studio.core.facemodel import FaceModel
+
+if TYPE_CHECKING:
+    from studio.core.export import MeshArrays
 from studio.core.geometry import vertex_normals
 
 # glTF enums (spec §5): component types and buffer-view targets.
@@ -36,7 +40,7 @@ class MorphTarget:
     weight: float  # the component's current coefficient, so the default pose is the exported face
 
 
-def morph_targets_from_model(model, params: Mapping[str, np.ndarray] | None, k: int,
+def morph_targets_from_model(model: FaceModel | None, params: Mapping[str, np.ndarray] | None, k: int,
                              n_vertices: int) -> list[MorphTarget]:
     """Pick the components to export as morph targets.
 
@@ -45,16 +49,17 @@ def morph_targets_from_model(model, params: Mapping[str, np.ndarray] | None, k: 
     named blendshapes (jawOpen, …) where every one matters, so all of them are included.
     Colour groups cannot be morph targets (glTF only morphs positions, normals and tangents).
     """
-    if model is None or not hasattr(model, "linear"):
+    linear = model.as_linear() if model is not None else None
+    if linear is None:
         raise StudioError("morph targets need a linear (PCA) model; pass the model that made the mesh")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
         raise StudioError(f"morph_targets must be a whole number ≥ 0, got {k!r}")
-    if model.n_vertices != n_vertices:
-        raise StudioError(f"the mesh has {n_vertices} vertices but model '{model.name}' has "
-                          f"{model.n_vertices}; morph targets need the model's own mesh")
-    params = model.check(params or {})
+    if linear.n_vertices != n_vertices:
+        raise StudioError(f"the mesh has {n_vertices} vertices but model '{linear.name}' has "
+                          f"{linear.n_vertices}; morph targets need the model's own mesh")
+    params = linear.check(params or {})
     out: list[MorphTarget] = []
-    for lg in model.linear:
+    for lg in linear.linear:
         g = lg.group
         if g.affects != "position":
             continue
@@ -64,7 +69,8 @@ def morph_targets_from_model(model, params: Mapping[str, np.ndarray] | None, k: 
     return out
 
 
-def split_seams(faces: np.ndarray, face_uv: np.ndarray | None, n_vertices: int, n_uv: int = 0):
+def split_seams(faces: np.ndarray, face_uv: np.ndarray | None, n_vertices: int,
+                n_uv: int = 0) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Split vertices so that each glTF vertex has exactly one texture coordinate.
 
     Returns ``(source, uv_index, new_faces)``: for every glTF vertex the model vertex it copies
@@ -96,7 +102,7 @@ def srgb_to_linear(c: np.ndarray) -> np.ndarray:
 class _BufferBuilder:
     """Collects arrays into one GLB binary chunk: one buffer view per accessor, 4-byte aligned."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
         self.views: list[gl.BufferView] = []
@@ -123,7 +129,7 @@ class _BufferBuilder:
         return b"".join(self.chunks)
 
 
-def glb_bytes(a, scale: float = 1.0, targets: list[MorphTarget] | None = None, name: str = "face",
+def glb_bytes(a: MeshArrays, scale: float = 1.0, targets: list[MorphTarget] | None = None, name: str = "face",
               copyright: str = "") -> bytes:
     """Build the GLB file for ``a`` (a checked ``export.MeshArrays``) and return its bytes."""
     targets = targets or []
@@ -141,7 +147,7 @@ def glb_bytes(a, scale: float = 1.0, targets: list[MorphTarget] | None = None, n
     attrs = gl.Attributes(POSITION=buf.add(_f32(base[source] * scale), "VEC3", _ARRAY_BUFFER, bounds=True))
     # Normals of the face as exported (the default pose), computed before the split so seams stay smooth.
     attrs.NORMAL = buf.add(_f32(vertex_normals(a.vertices, a.faces)[source]), "VEC3", _ARRAY_BUFFER)
-    if uv_index is not None:
+    if uv_index is not None and a.uv is not None:
         uv = np.zeros((len(source), 2))
         has = uv_index >= 0
         uv[has] = a.uv[uv_index[has]]
@@ -162,7 +168,8 @@ def glb_bytes(a, scale: float = 1.0, targets: list[MorphTarget] | None = None, n
         groups = [(m, sel) for m, sel in groups if sel.size]
     else:
         groups = [("skin", np.arange(len(faces)))]
-    primitives, materials = [], []
+    primitives: list[gl.Primitive] = []
+    materials: list[gl.Material] = []
     for mat_name, sel in groups:
         indices = buf.add(faces[sel].astype(np.uint32).reshape(-1), "SCALAR", _ELEMENT_ARRAY_BUFFER)
         primitives.append(gl.Primitive(attributes=attrs, indices=indices, material=len(materials),

@@ -9,12 +9,17 @@ against this protocol.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Iterable, Literal, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from studio.core.pca import PCAModel
+
 Params = dict[str, np.ndarray]
 PriorKind = Literal["normal", "box"]
+ModelKind = Literal["pca", "neural"]
+Affects = Literal["position", "color"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +35,13 @@ class ParamGroup:
     name: str
     names: tuple[str, ...]
     prior: PriorKind = "normal"
-    sigma: np.ndarray | None = None
-    lower: np.ndarray | None = None
-    upper: np.ndarray | None = None
-    affects: Literal["position", "color"] = "position"
+    # None (the default) is replaced in __post_init__, so after construction each is an array.
+    sigma: np.ndarray = None  # type: ignore[assignment]
+    lower: np.ndarray = None  # type: ignore[assignment]
+    upper: np.ndarray = None  # type: ignore[assignment]
+    affects: Affects = "position"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         k = len(self.names)
         sigma = np.ones(k) if self.sigma is None else np.asarray(self.sigma, float)
         if self.prior == "normal":
@@ -64,6 +70,8 @@ class Mesh:
     face_uv: np.ndarray | None = None  # (m, 3) indices into ``uv`` per triangle corner
     face_material: np.ndarray | None = None  # (m,) index into ``materials``
     materials: tuple[str, ...] = ()
+    normals: np.ndarray | None = None  # (n, 3) unit vertex normals, where the model knows them better than
+    # its triangles do (the neural head: its SDF's gradient); None: the triangles' area-weighted normals
 
 
 @dataclass
@@ -79,12 +87,63 @@ class ModelMeta:
 
 @runtime_checkable
 class FaceModel(Protocol):
-    name: str
-    kind: str  # "pca" or "neural"
-    groups: tuple[ParamGroup, ...]
-    meta: ModelMeta
+    """What every model is and declares. Code asks these members, never ``hasattr``/``getattr``.
+
+    Capabilities (each model states every one; the linear model has them all, the neural head
+    none but ``has_preview``):
+
+    - ``fixed_topology``: every mesh has the same ``n_vertices`` vertices, in the same order, and
+      the same triangles, so per-vertex data (regions, landmarks, colours, morph targets, a
+      registration's correspondences) carries over from one face to the next;
+    - ``has_colors``: meshes carry vertex colours (a ``color`` group or a colour mean);
+    - ``has_preview``: ``preview_mesh`` is a coarser, quicker mesh than ``mesh`` (the window shows it
+      while a slider is dragged and refines afterwards); otherwise it is ``mesh``;
+    - ``landmarks(scheme)``: vertex ids of a landmark scheme (``"ibug68"``) on the fixed topology;
+    - ``supports_photo_fit``: photo fitting (``studio fit photo``) works on the model;
+    - ``as_linear()``: the linear model with its per-group bases (``PCAModel``), or None;
+    - ``sample``: a random plausible face (the model knows which groups make one).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def groups(self) -> tuple[ParamGroup, ...]: ...
+
+    @property
+    def meta(self) -> ModelMeta: ...
+
+    @property
+    def kind(self) -> ModelKind: ...
+
+    @property
+    def fixed_topology(self) -> bool: ...
+
+    @property
+    def has_colors(self) -> bool: ...
+
+    @property
+    def has_preview(self) -> bool: ...
+
+    @property
+    def supports_photo_fit(self) -> bool: ...
 
     def mesh(self, params: Mapping[str, np.ndarray]) -> Mesh: ...
+
+    def preview_mesh(self, params: Mapping[str, np.ndarray]) -> Mesh: ...
+
+    def zeros(self) -> Params: ...
+
+    def check(self, params: Mapping[str, np.ndarray]) -> Params: ...
+
+    def log_prior(self, params: Mapping[str, np.ndarray]) -> float: ...
+
+    def sample(self, rng: np.random.Generator, scale: float = 1.0,
+               only: Iterable[str] | None = None) -> Params: ...
+
+    def landmarks(self, scheme: str = "ibug68") -> np.ndarray | None: ...
+
+    def as_linear(self) -> PCAModel | None: ...
 
 
 UNIT_TO_MM = {"m": 1000.0, "cm": 10.0, "mm": 1.0}

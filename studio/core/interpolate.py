@@ -25,5 +25,5 @@ def blend(faces: Sequence[Mapping[str, np.ndarray]], weights: Sequence[float]) -
     keys = set(faces[0])
     if any(set(f) != keys for f in faces):
         raise StudioError("the faces to blend have different parameter groups")
-    return {k: sum(float(w) * np.asarray(f[k], float) for f, w in zip(faces, weights)) for k in faces[0]}
+    return {k: np.sum([float(w) * np.asarray(f[k], float) for f, w in zip(faces, weights)], axis=0) for k in faces[0]}
 

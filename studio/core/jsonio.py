@@ -99,7 +99,8 @@ def read(path: str | os.PathLike, what: str | None = None, max_depth: int = MAX_
 
 def expect(value, kind: type | tuple, what: str):
     """``value`` if it is a ``kind`` (e.g. dict for a document), else one line saying what it is."""
-    if not isinstance(value, kind) or isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kind) or isinstance(value, bool) and bool not in kinds:
         names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
         raise StudioError(f"{what} should be a JSON {_json_name(names)}, not {_json_name(type(value).__name__)}")
     return value

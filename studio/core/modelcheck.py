@@ -14,12 +14,13 @@ import numpy as np
 from studio.core import limits
 from studio.core.errors import StudioError
 from studio.core.facemodel import UNIT_TO_MM
+from studio.core.pca import PCAModel
 
 PRIORS = ("normal", "box")
 AFFECTS = ("position", "color")
 
 
-def check_model(model, where: str = "") -> None:
+def check_model(model: PCAModel, where: str = "") -> None:
     """Raise one ``StudioError`` line (prefixed with ``where``) for anything that would not load."""
     def fail(msg: str):
         raise StudioError(f"{where}: {msg}" if where else msg)
@@ -71,7 +72,7 @@ def _check_groups(linear, n: int, fail) -> None:
             fail(f"group '{g.name}' needs positive sigma and lower <= upper")
 
 
-def _check_texture(model, m: int, fail) -> None:
+def _check_texture(model: PCAModel, m: int, fail) -> None:
     if model.face_uv is not None:
         if model.uv is None:
             fail("face_uv is given without uv")

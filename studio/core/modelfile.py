@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from studio.core import jsonio, limits
 from studio.core.atomic import atomic_path
 from studio.core.errors import StudioError
+from studio.core.facemodel import ModelMeta, ParamGroup
 from studio.core.modelcheck import check_model
 from studio.core.npzfile import NpzReader
-from studio.core.facemodel import ModelMeta, ParamGroup
 from studio.core.pca import LinearGroup, PCAModel
 
 FORMAT = "face-studio-pca"
@@ -50,7 +51,7 @@ def save_model(model: PCAModel, path: str | Path, force: bool = False) -> Path:
     arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     with atomic_path(path, force) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub takes the kwargs for allow_pickle
     return Path(path)
 
 
@@ -96,11 +97,12 @@ def _check_schema(h: dict, path: Path) -> None:
     need(all(isinstance(h.get(k, ""), str) for k in ("attribution", "source")), "attribution or source")
     need(isinstance(h.get("materials", []), list) and all(isinstance(m, str) for m in h.get("materials", [])),
          "materials")
-    arrays = h.get("arrays")
+    arrays: Any = h.get("arrays")
     need(isinstance(arrays, dict) and "mean" in arrays and "faces" in arrays, "array list")
     total = 0
     for key, spec in arrays.items():
-        need(isinstance(spec, dict) and isinstance(spec.get("dtype"), str) and spec["dtype"] in _DTYPES and isinstance(spec.get("shape"), list)
+        need(isinstance(spec, dict) and isinstance(spec.get("dtype"), str) and spec["dtype"] in _DTYPES
+             and isinstance(spec.get("shape"), list)
              and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in spec["shape"]),
              f"array '{key}'")
         total += math.prod(spec["shape"]) * np.dtype(spec["dtype"]).itemsize
@@ -108,7 +110,7 @@ def _check_schema(h: dict, path: Path) -> None:
         raise StudioError(f"{path}: the model's arrays add up to {total / limits.GiB:.1f} GiB; the limit is "
                           f"{limits.MODEL_BYTES / limits.GiB:.0f} GiB")
     need(len(arrays["mean"]["shape"]) == 2, "mean shape")
-    groups = h.get("groups")
+    groups: Any = h.get("groups")
     need(isinstance(groups, list), "groups")
     for g in groups:
         need(isinstance(g, dict) and isinstance(g.get("name"), str) and f"basis.{g['name']}" in arrays, "group")

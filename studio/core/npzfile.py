@@ -46,7 +46,9 @@ class NpzReader:
 
     def read(self, key: str, shape: list | None = None, dtype: str | None = None) -> np.ndarray:
         """Array ``key``; with ``shape``/``dtype`` given, refused unless its header says exactly that."""
-        return self._load(key, shape, dtype, True)
+        out = self._load(key, shape, dtype, True)
+        assert out is not None  # with data=True _load reads the array or raises
+        return out
 
     def check(self, key: str, shape: list | None = None, dtype: str | None = None) -> None:
         """What ``read`` checks before reading data: the member's .npy header against its size."""
@@ -63,7 +65,7 @@ class NpzReader:
                 if not data:
                     return None
                 out = np.empty(got_shape[::-1] if fortran else got_shape, got_dtype)
-                if _read_into(f, memoryview(out.reshape(-1).view(np.uint8)), nbytes) != nbytes or f.read(1):
+                if _read_into(f, out.reshape(-1).view(np.uint8).data, nbytes) != nbytes or f.read(1):
                     raise StudioError(f"{self.path} is damaged: array '{key}' has the wrong length")
         except StudioError:
             raise

@@ -144,7 +144,9 @@ def _table_slow(data: bytes, tag: bytes, path: Path) -> np.ndarray | None:
     return np.array([r[:width] for r in rows], dtype=np.float64)
 
 
-def _split_vertex_table(table: np.ndarray, path: Path, with_colors: bool):
+def _split_vertex_table(table: np.ndarray | None, path: Path, with_colors: bool):
+    if table is None:  # _table(required=True) has already refused a file without vertices
+        raise StudioError(f"{path.name} has no vertices")
     cols = table.shape[1]
     if cols < 3:
         raise StudioError(f"{path.name}: vertex lines need x y z, found {cols} number(s)")

@@ -18,7 +18,7 @@ import numpy as np
 from studio.core import jsonio, prior
 from studio.core.atomic import write_text
 from studio.core.errors import StudioError
-from studio.core.facemodel import Params
+from studio.core.facemodel import FaceModel, Params
 
 FORMAT = "face-studio-params"
 VERSION = 1
@@ -48,7 +48,7 @@ def read(path: str | Path) -> dict:
     return doc
 
 
-def load(path: str | Path, model) -> Params:
+def load(path: str | Path, model: FaceModel) -> Params:
     """Read and validate a parameters file against ``model`` (any FaceModel).
 
     The groups must match the model (names and sizes); the "model" key is informational, so a

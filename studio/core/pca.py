@@ -10,13 +10,13 @@ group of the same form whose prior is a box (weights in [0, 1]) instead of a Gau
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
 from studio.core import prior
 from studio.core.errors import StudioError
-from studio.core.facemodel import Mesh, ModelMeta, ParamGroup, Params
+from studio.core.facemodel import Mesh, ModelKind, ModelMeta, ParamGroup, Params
 
 
 @dataclass
@@ -39,9 +39,9 @@ class PCAModel:
     face_material: np.ndarray | None = None
     materials: tuple[str, ...] = ()
     meta: ModelMeta = field(default_factory=ModelMeta)
-    kind: str = "pca"
+    kind: ModelKind = "pca"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # A finite float64 beyond float32's range becomes inf here; modelcheck.check_model reports it
         # as one line, so numpy's overflow warning would only add a second, confusing one.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -60,7 +60,31 @@ class PCAModel:
 
     @property
     def n_vertices(self) -> int:
-        return self.mean.shape[0]
+        return int(self.mean.shape[0])
+
+    # -- declared capabilities (facemodel.FaceModel) ----------------------------------------------
+    @property
+    def fixed_topology(self) -> bool:
+        return True
+
+    @property
+    def has_colors(self) -> bool:
+        return self.color_mean is not None
+
+    @property
+    def has_preview(self) -> bool:
+        return False  # a full evaluation is already quick (about a millisecond)
+
+    @property
+    def supports_photo_fit(self) -> bool:
+        return True
+
+    def landmarks(self, scheme: str = "ibug68") -> np.ndarray | None:
+        lm = self.meta.landmarks.get(scheme)
+        return None if lm is None else np.asarray(lm, np.int64)
+
+    def as_linear(self) -> PCAModel:
+        return self
 
     def basis(self, group: str) -> np.ndarray:
         return self._by_name[group].basis
@@ -93,17 +117,20 @@ class PCAModel:
         return Mesh(self.vertices(params), self.faces, self.colors(params), self.uv, self.face_uv,
                     self.face_material, self.materials)
 
+    def preview_mesh(self, params: Mapping[str, np.ndarray]) -> Mesh:
+        return self.mesh(params)
+
     def log_prior(self, params: Mapping[str, np.ndarray]) -> float:
         return prior.log_prior(self.groups, self.check(params))
 
-    def sample(self, rng: np.random.Generator, scale: float = 1.0, only=None) -> Params:
+    def sample(self, rng: np.random.Generator, scale: float = 1.0, only: Iterable[str] | None = None) -> Params:
         return prior.sample(self.groups, rng, scale, only)
 
     def evaluator(self, params: Mapping[str, np.ndarray] | None = None) -> "IncrementalEvaluator":
         return IncrementalEvaluator(self, params)
 
 
-def _accumulate(out: np.ndarray, basis: np.ndarray, coeffs) -> None:
+def _accumulate(out: np.ndarray, basis: np.ndarray, coeffs: np.ndarray | None) -> None:
     if coeffs is None or basis.shape[0] == 0:
         return
     c = np.asarray(coeffs, dtype=np.float32)
@@ -127,7 +154,7 @@ class IncrementalEvaluator:
     """
 
     def __init__(self, model: PCAModel, params: Mapping[str, np.ndarray] | None = None,
-                 resync_every: int = 256):
+                 resync_every: int = 256) -> None:
         self.model = model
         self.resync_every = resync_every
         self._scratch = np.empty_like(model.mean)

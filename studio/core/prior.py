@@ -5,7 +5,7 @@ p(α) ∝ exp(−½ Σ (α_i/σ_i)²) for normal groups, uniform on [lower, uppe
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 from scipy import stats
@@ -124,7 +124,7 @@ def readout(groups: Iterable[ParamGroup], params: Mapping[str, np.ndarray]) -> d
         elif g.prior == "box" and g.affects == "position":
             active += int(np.sum(v > 0.05))
             opposed += expressions.opposed_both_on(g.names, v, threshold=0.3)
-    out = {"typical_percent": float(100.0 * stats.chi2.sf(sq, dof)) if dof else 100.0,
+    out: dict[str, Any] = {"typical_percent": float(100.0 * stats.chi2.sf(sq, dof)) if dof else 100.0,
            "extreme": None, "expression_active": active, "expression_opposed": opposed}
     if extreme is not None and abs(extreme[1]) >= 1.0:
         tail = float(2 * stats.norm.sf(abs(extreme[1])))

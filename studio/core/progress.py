@@ -25,4 +25,9 @@ def scaled(progress: Optional[ProgressFn], start: float, stop: float) -> Optiona
     """A callback for a sub-step that maps its 0..1 onto ``start..stop`` of the parent's."""
     if progress is None:
         return None
-    return lambda f, msg="": progress(start + (stop - start) * f, msg)
+    parent = progress
+
+    def sub(f: float, msg: str = "") -> None:
+        parent(start + (stop - start) * f, msg)
+
+    return sub

@@ -7,8 +7,13 @@ tone), drawn by the one z-buffer rasteriser (core/geometry/raster.py).
 
 from __future__ import annotations
 
-import numpy as np
+import os
+from typing import Mapping
 
+import numpy as np
+from numpy.typing import ArrayLike
+
+from studio.core.facemodel import FaceModel
 from studio.core.geometry import vertex_normals
 from studio.core.geometry.raster import interpolate, rasterize
 
@@ -26,7 +31,7 @@ def rotation(yaw_deg: float = 0.0, pitch_deg: float = 0.0) -> np.ndarray:
 
 def render(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None, size: int = 256,
            yaw: float = 0.0, pitch: float = 0.0, frame: tuple[np.ndarray, float] | None = None,
-           background=BACKGROUND) -> np.ndarray:
+           background: ArrayLike = BACKGROUND) -> np.ndarray:
     """Render to an (size, size, 3) uint8 image.
 
     ``frame`` = (centre, half_extent) fixes the framing (e.g. for every frame of a turntable so
@@ -59,7 +64,7 @@ def render(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = 
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def write_png(path, image: np.ndarray, force: bool = False):
+def write_png(path: str | os.PathLike, image: np.ndarray, force: bool = False) -> str | os.PathLike:
     import imageio.v3 as iio
 
     from studio.core.atomic import atomic_path
@@ -69,7 +74,7 @@ def write_png(path, image: np.ndarray, force: bool = False):
     return path
 
 
-def face_closeup(model, params, size: int = 256) -> np.ndarray:
+def face_closeup(model: FaceModel, params: Mapping[str, np.ndarray], size: int = 256) -> np.ndarray:
     """A thumbnail of a face: framed on the face (not the bust), eyes with iris and pupil.
 
     Linear models frame their face region and draw without translucent overlay shells; other
@@ -80,13 +85,14 @@ def face_closeup(model, params, size: int = 256) -> np.ndarray:
 
     mesh = model.mesh(params)
     v = np.asarray(mesh.vertices, float)
-    if getattr(model, "kind", "") == "pca" and len(v) == model.n_vertices:
-        faces = shading.drawable_faces(model)
+    linear = model.as_linear()
+    if model.fixed_topology and linear is not None and len(v) == linear.n_vertices:
+        faces = shading.drawable_faces(linear)
         colours = (np.asarray(mesh.colors, float)[:, :3].copy() if mesh.colors is not None
-                   else shading.default_albedo(model))
-        shading.paint_pupils(colours, v, model)
-        lm = model.meta.landmarks.get("ibug68")
-        face = v[np.asarray(lm, np.int64)] if lm is not None and len(lm) == 68 else v[landmark_region(model)]
+                   else shading.default_albedo(linear))
+        shading.paint_pupils(colours, v, linear)
+        lm = model.landmarks("ibug68")
+        face = v[lm] if lm is not None and len(lm) == 68 else v[landmark_region(linear)]
     else:
         faces, colours = np.asarray(mesh.faces), mesh.colors
         top = v[:, 1] > v[:, 1].max() - 0.55 * np.ptp(v[:, 1])

@@ -114,7 +114,7 @@ def _lock_fd(fd: int) -> None:
 
         while True:
             with contextlib.suppress(OSError):
-                return msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # type: ignore[attr-defined]  # Windows-only module
     fcntl.flock(fd, fcntl.LOCK_EX)
 
 

@@ -60,7 +60,7 @@ def sweep_stale(root: str | os.PathLike | None = None) -> list[Path]:
     Never fails: a folder that cannot be read or removed is left alone."""
     try:
         # gettempdir() itself fails on a full disk: it probes by writing a file
-        entries = list(os.scandir(root or tempfile.gettempdir()))
+        entries = list(os.scandir(os.fspath(root or tempfile.gettempdir())))
     except OSError:
         return []
     removed = []

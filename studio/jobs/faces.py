@@ -27,7 +27,7 @@ def export_face(model, params: Mapping[str, np.ndarray], path: str | Path, force
     mesh = model.mesh(params)
     if morph_targets is not None and path.suffix.lower() != ".glb":
         raise StudioError("--morph-targets needs a .glb output")
-    if morph_targets is not None and getattr(model, "kind", "") != "pca":
+    if morph_targets is not None and model.as_linear() is None:
         raise StudioError("morph targets are only available for linear (PCA) models")
     return export_mesh(mesh, path, force, model=model, params=params, morph_targets=morph_targets,
                        unit=model.meta.unit)

@@ -12,8 +12,15 @@ from studio.core.atomic import check_writable
 from studio.core.errors import StudioError
 from studio.core.photo import embedding
 from studio.core.photo.fit import PhotoFitOptions, PhotoFitResult, fit_photo
-from studio.core.photo.landmarks import (IBUG68_BROWS, IBUG68_EYE_OUTER, detect_one, ibug68_from_mediapipe, load_photo,
-                                         pick_face, prepare_image)
+from studio.core.photo.landmarks import (
+    IBUG68_BROWS,
+    IBUG68_EYE_OUTER,
+    detect_one,
+    ibug68_from_mediapipe,
+    load_photo,
+    pick_face,
+    prepare_image,
+)
 from studio.core.photo.verdict import Verdict, judge
 from studio.core.progress import report, scaled
 
@@ -64,7 +71,7 @@ def fit_photo_job(model, photo, face: int | None = None, options: PhotoFitOption
                   preview=None, detector: str = "auto") -> PhotoFit:
     """``photo``: a path or an (H, W, 3) array. ``face``: 1-based, largest first, when there are several.
     ``detector``: one of DETECTORS (dlib68.py says what each does best)."""
-    if getattr(model, "kind", "") != "pca":
+    if not model.supports_photo_fit:
         raise StudioError("photo fitting needs a linear (PCA) model")
     if detector not in DETECTORS:
         raise StudioError(f"unknown detector '{detector}' (choose from {', '.join(DETECTORS)})")
@@ -189,7 +196,8 @@ def _draw_landmarks(img: np.ndarray, fit: PhotoFit, scale: float, offset: np.nda
     res = fit.result
     r = max(1.5, img.shape[0] / 220)
     if fit.landmarks68_px is not None:  # the 68 read best; all fitted points otherwise
-        pairs = ((fit.detected68_px / fit.image_scale, (40, 230, 60)), (fit.landmarks68_px / fit.image_scale, (240, 40, 40)))
+        pairs = ((fit.detected68_px / fit.image_scale, (40, 230, 60)),
+                 (fit.landmarks68_px / fit.image_scale, (240, 40, 40)))
     else:
         pairs = ((res.points_px, (40, 230, 60)), (res.fitted_px, (240, 40, 40)))
     for pts, col in pairs:
@@ -241,7 +249,8 @@ def check_outputs(paths, force: bool) -> None:
         p = Path(p)
         files = [(p, p.name)]
         if p.suffix.lower() == ".obj":
-            files += [(p.with_suffix(".png"), f"the texture of {p.name}"), (p.with_suffix(".mtl"), f"the material of {p.name}")]
+            files += [(p.with_suffix(".png"), f"the texture of {p.name}"),
+                      (p.with_suffix(".mtl"), f"the material of {p.name}")]
         for f, what in files:
             key = f.resolve()
             if key in planned:

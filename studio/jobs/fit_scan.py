@@ -24,9 +24,9 @@ from studio.core.progress import report, scaled
 
 def expected_size_mm(model) -> float:
     """The largest extent of the model's head, in mm (for detecting a scan's unit)."""
-    mean = getattr(model, "mean", None)
-    if mean is None:  # a model without a fixed mean shape (the neural head): its mean mesh, coarsely
-        mean = model.preview_mesh(model.zeros()).vertices
+    linear = model.as_linear()
+    # a model without a fixed mean shape (the neural head): its mean mesh, coarsely
+    mean = linear.mean if linear is not None else model.preview_mesh(model.zeros()).vertices
     return robust_extent(np.asarray(mean)) * UNIT_TO_MM[model.meta.unit]
 
 

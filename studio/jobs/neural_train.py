@@ -43,7 +43,7 @@ def neural_train_job(out_dir, model_name: str = "ict", config: NeuralConfig | st
     set_threads(int(threads) if threads else available_cores())
     init_ck = load_checkpoint(init) if init is not None else None
     model = open_model(model_name)
-    if getattr(model, "kind", "") != "pca":
+    if model.as_linear() is None:
         raise StudioError(f"model {model_name} is not a linear model; training data comes from a linear model")
     model_path = str(store.resolve(model_name))
     data = ndata.load_or_build(model, model_path, cfg, cache_dir, scaled(progress, 0.0, 0.05))

@@ -49,7 +49,7 @@ def worker_model(path: str):
 
 
 def check_model(model) -> None:
-    if getattr(model, "kind", "") != "pca":
+    if not model.fixed_topology or model.as_linear() is None:
         raise StudioError(f"model {model.name} has no fixed topology to register scans to (a linear model is needed)")
 
 

@@ -10,35 +10,43 @@ known answers for the tests and the bench. ``fit_scan`` dispatches on the model'
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 from studio.core.errors import StudioError
+from studio.core.facemodel import FaceModel
+
+if TYPE_CHECKING:
+    from studio.core.fitting.scan_io import Scan
+    from studio.core.neural.facemodel import NeuralFaceModel
 
 
-def fit_scan(model, scan, **kwargs):
+def fit_scan(model: FaceModel, scan: Scan, **kwargs: Any) -> Any:
     """Fit ``model`` (any FaceModel) to ``scan`` (a ``scan_io.Scan``); see ``linear_scan.fit``."""
-    kind = getattr(model, "kind", "")
-    if kind == "pca":
+    kind = model.kind
+    linear = model.as_linear()
+    if linear is not None:
         from threadpoolctl import threadpool_limits
 
-        from studio.core.fitting.linear_scan import fit
+        from studio.core.fitting.linear_scan import fit as fit_linear
 
         # The fit's matrices are small (a few thousand rows × ≤ 160 columns): BLAS threads cost
         # more in start-up and contention than they save (measured 2-3× slower on 2 busy cores).
         with threadpool_limits(limits=1, user_api="blas"):
-            return fit(model, scan, **kwargs)
+            return fit_linear(linear, scan, **kwargs)
     if kind == "neural":
         from studio.core import threads
-        from studio.core.fitting.neural_scan import fit
+        from studio.core.fitting.neural_scan import fit as fit_neural
 
         # The networks are small: extra torch threads gain little and spin against anything else
         # running (the window's UI thread, another process); see ``threads.fit_threads``.
         with threads.limited():
-            return fit(model, scan, **kwargs)
+            return fit_neural(cast("NeuralFaceModel", model), scan, **kwargs)
     raise StudioError(f"cannot fit a model of kind '{kind}' to a scan")
 
 
-def fit_options(model, free_scale: bool = False):
+def fit_options(model: FaceModel, free_scale: bool = False) -> Any:
     """The default fitting options for ``model``'s kind (``free_scale``: the scan's scale is unknown)."""
-    if getattr(model, "kind", "") == "neural":
+    if model.kind == "neural":
         from studio.core.fitting.neural_scan import NeuralFitOptions
 
         return NeuralFitOptions(free_scale=free_scale)
@@ -47,15 +55,17 @@ def fit_options(model, free_scale: bool = False):
     return FitOptions(free_scale=free_scale)
 
 
-def initial_alignment(model, scan, region: str = "face", options=None, progress=None):
+def initial_alignment(model: FaceModel, scan: Scan, region: str = "face", options: Any = None,
+                      progress: Any = None) -> Any:
     """Only the rigid stage of the fit: scan coordinates → model coordinates (a ``Similarity``)."""
-    kind = getattr(model, "kind", "")
-    if kind == "pca":
-        from studio.core.fitting.linear_scan import initial_alignment as linear
+    kind = model.kind
+    linear = model.as_linear()
+    if linear is not None:
+        from studio.core.fitting.linear_scan import initial_alignment as linear_alignment
 
-        return linear(model, scan, region, None, options, progress)
+        return linear_alignment(linear, scan, region, None, options, progress)
     if kind == "neural":
         from studio.core.fitting.neural_scan import fit
 
-        return fit(model, scan, region, None, options, progress, _align_only=True)
+        return fit(cast("NeuralFaceModel", model), scan, region, None, options, progress, _align_only=True)
     raise StudioError(f"cannot fit a model of kind '{kind}' to a scan")

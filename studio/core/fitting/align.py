@@ -170,6 +170,7 @@ def icp(src: np.ndarray, sim: Similarity, target: Target, src_normals: np.ndarra
         r = np.einsum("ij,ij->i", n, p[keep] - target.points[i[keep]])
         j = pose_jacobian(p[keep], n, centre)
         if two_sided:
+            assert n_src is not None and src_border is not None  # what two_sided means
             q = target.points[target_subset]
             dm, jm = cKDTree(p).query(q)
             km = ~src_border[jm]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def linear_terms(w: np.ndarray, pairs: np.ndarray, l1: float, exclusion: float) -> np.ndarray:
     """Gradient of λ₁Σw + μΣ wₐw_b at ``w`` (the price per unit of each weight this iteration)."""
     g = np.full(len(w), float(l1))

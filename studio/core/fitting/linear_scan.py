@@ -44,10 +44,12 @@ from studio.core.expressions import opposed_pairs
 from studio.core.facemodel import UNIT_TO_MM, Params
 from studio.core.fitting import align, expression_prior, rigid
 from studio.core.fitting.align import Similarity, Target
+from studio.core.fitting.rigid import FaceArea
 from studio.core.fitting.scan_io import Scan, local_geometry
 from studio.core.geometry import vertex_normals
 from studio.core.geometry.robust import robust_scale
 from studio.core.geometry.surface import boundary_vertices, incident_triangles, project_to_surface
+from studio.core.pca import PCAModel
 from studio.core.progress import report
 from studio.core.solvers import bounded_quadratic
 
@@ -111,7 +113,7 @@ class FitResult:
     free_scale: bool = False  # the scan's scale was estimated (its unit's scale was not trusted)
     rigid: "rigid.RigidResult | None" = None  # how the pose was found (method, detected landmarks, notes)
     verdict: "object | None" = None  # the fit's own judgement (``verdict.judge``), set by the job
-    face_area: "rigid.FaceArea | None" = None  # where the scan's face area is, model frame
+    face_area: "FaceArea | None" = None  # where the scan's face area is, model frame
     model_landmarks: np.ndarray | None = None  # (468, 3) the fitted face's landmarks (model frame)
 
     def scan_to_mm(self) -> float:
@@ -156,12 +158,12 @@ class _Prepared:
     opposed: np.ndarray  # (P, 2) column ids of opposed blendshapes
 
 
-def _forward(model) -> np.ndarray:
+def _forward(model: PCAModel) -> np.ndarray:
     """The direction the face looks: the models here look along +z (see studio.app.viewport)."""
     return np.array([0.0, 0.0, 1.0])
 
 
-def region_vertices(model, region: str) -> np.ndarray:
+def region_vertices(model: PCAModel, region: str) -> np.ndarray:
     """Vertex ids of the fitted region: ``face`` (the model's face area) or ``head`` (face + head
     and neck skin); models without such regions are fitted whole."""
     regions = model.meta.regions
@@ -175,7 +177,7 @@ def region_vertices(model, region: str) -> np.ndarray:
     return np.unique(np.asarray(face, np.int64))
 
 
-def _submesh(model, verts: np.ndarray):
+def _submesh(model: PCAModel, verts: np.ndarray):
     keep = np.zeros(model.n_vertices, bool)
     keep[verts] = True
     faces = np.asarray(model.faces)[keep[model.faces].all(axis=1)]
@@ -198,7 +200,7 @@ def _submesh(model, verts: np.ndarray):
     return faces, ring, spacing
 
 
-def prepare(model, region: str = "face") -> _Prepared:
+def prepare(model: PCAModel, region: str = "face") -> _Prepared:
     cache = model.__dict__.setdefault("_scan_fit_cache", {})
     if region in cache:
         return cache[region]
@@ -245,7 +247,8 @@ def prepare(model, region: str = "face") -> _Prepared:
     box_cols = np.concatenate([np.arange(a, b) for g, a, b in columns if g.prior == "box"] or [np.zeros(0, int)])
     opposed = np.concatenate([opposed_pairs(g.names) + a for g, a, b in columns if g.prior == "box"]
                              or [np.zeros((0, 2), int)])
-    prep = _Prepared(verts, faces, border, spacing, incident_triangles(faces, len(verts)), mean, basis, columns, cat(lower), cat(upper), cat(prior),
+    prep = _Prepared(verts, faces, border, spacing, incident_triangles(faces, len(verts)), mean, basis, columns,
+                     cat(lower), cat(upper), cat(prior),
                      cat(normal, bool), cat(rank, int), cat(gsize, int), target, face_subset, unreliable,
                      box_cols.astype(np.int64), opposed.astype(np.int64))
     cache[region] = prep
@@ -267,7 +270,7 @@ def scan_samples(scan: Scan, pts: np.ndarray, n: int, rng: np.random.Generator):
     return idx, nrm, border, isolated, oriented
 
 
-def _landmark_pose(model, landmarks: dict, scale: float, with_scale: bool) -> Similarity:
+def _landmark_pose(model: PCAModel, landmarks: dict, scale: float, with_scale: bool) -> Similarity:
     """Umeyama from the user's 3-D landmarks (scan coordinates) to the model mean's landmarks."""
     scan_pts = np.asarray(landmarks["points"], float) * scale
     if "vertices" in landmarks:
@@ -287,7 +290,7 @@ def _landmark_pose(model, landmarks: dict, scale: float, with_scale: bool) -> Si
     return align.landmark_align(scan_pts, np.asarray(model.mean, float)[ids], with_scale)
 
 
-def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
+def fit(model: PCAModel, scan: Scan, region: str = "face", landmarks: dict | None = None,
         options: FitOptions | None = None, progress=None,
         on_update: Callable[[Params, Similarity], None] | None = None, _align_only: bool = False):
     """Fit ``model`` (a PCAModel) to ``scan``; see the module docstring.
@@ -300,6 +303,8 @@ def fit(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
     rng = np.random.default_rng(opt.seed)
     prep = prepare(model, region)
     mm = UNIT_TO_MM[model.meta.unit]
+    if scan.unit is None:
+        raise StudioError("the scan's unit is not known (scans are read with scan_io.load_scan)")
     unit_scale = UNIT_TO_MM[scan.unit] / mm  # scan unit → model unit
     pts = np.asarray(scan.points, float) * unit_scale
     report(progress, 0.0, "reading the scan")
@@ -466,13 +471,13 @@ def _rows(basis: np.ndarray, vi: np.ndarray, n: np.ndarray, active: np.ndarray) 
     return out
 
 
-def initial_alignment(model, scan: Scan, region: str = "face", landmarks: dict | None = None,
+def initial_alignment(model: PCAModel, scan: Scan, region: str = "face", landmarks: dict | None = None,
                       options: FitOptions | None = None, progress=None) -> Similarity:
     """Only the rigid stage of ``fit``: scan coordinates → model coordinates."""
     return fit(model, scan, region, landmarks, options, progress, _align_only=True)
 
 
-def model_side(model, prep: _Prepared) -> rigid.ModelSide:
+def model_side(model: PCAModel, prep: _Prepared) -> rigid.ModelSide:
     """The alignment target with the landmarks of the model's mean head (cached with ``prep``)."""
     cache = model.__dict__.setdefault("_scan_fit_cache", {})
     if "side" not in cache:
@@ -488,7 +493,7 @@ def model_side(model, prep: _Prepared) -> rigid.ModelSide:
     return rigid.ModelSide(prep.align_target, prep.align_face, side.landmarks, side.ibug68)
 
 
-def _params(prep: _Prepared, model, alpha: np.ndarray) -> Params:
+def _params(prep: _Prepared, model: PCAModel, alpha: np.ndarray) -> Params:
     out = model.zeros()
     for g, a, b in prep.columns:
         out[g.name] = np.clip(alpha[a:b], g.lower, g.upper) if g.prior == "box" else alpha[a:b].copy()

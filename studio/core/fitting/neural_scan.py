@@ -40,6 +40,7 @@ from studio.core.fitting.linear_scan import FitResult, scan_samples
 from studio.core.geometry import vertex_normals
 from studio.core.geometry.robust import robust_scale
 from studio.core.geometry.transforms import axis_angle_to_matrix
+from studio.core.neural.facemodel import NeuralFaceModel
 from studio.core.progress import report
 
 
@@ -74,7 +75,7 @@ class NeuralFitOptions:
     seed: int = 0
 
 
-def model_side(model, resolution: int) -> rigid.ModelSide:
+def model_side(model: NeuralFaceModel, resolution: int) -> rigid.ModelSide:
     """The mean head's surface (mm), the front-facing subset any face scan shows and the mean head's
     landmarks (cached on the model: extraction and detection take about a second)."""
     cache = model.__dict__.setdefault("_scan_fit_cache", {})
@@ -114,7 +115,7 @@ def _landmark_pose(side: rigid.ModelSide, landmarks: dict, scale: float, with_sc
 class _Problem:
     """The scan samples in the model's normalised frame and the differentiable SDF of (α, β, pose)."""
 
-    def __init__(self, model, points_mm: np.ndarray, normals: np.ndarray, oriented: bool):
+    def __init__(self, model: NeuralFaceModel, points_mm: np.ndarray, normals: np.ndarray, oriented: bool):
         self.model, self.net = model, model.net
         dev = model.device
         self.scale = float(model.scale)
@@ -186,7 +187,7 @@ def _inliers(r: np.ndarray, agree: np.ndarray, inside: np.ndarray, opt: NeuralFi
     return ok, noise
 
 
-def fit(model, scan, region: str = "face", landmarks: dict | None = None,
+def fit(model: NeuralFaceModel, scan, region: str = "face", landmarks: dict | None = None,
         options: NeuralFitOptions | None = None, progress=None, on_update=None,
         _align_only: bool = False):
     """Fit ``model`` (a NeuralFaceModel) to ``scan``; returns a ``FitResult`` whose ``faces`` hold the
@@ -312,6 +313,7 @@ def fit(model, scan, region: str = "face", landmarks: dict | None = None,
                 p.grad = None
             loss.backward()
             with torch.no_grad():
+                assert prob.alpha.grad is not None  # set by backward()
                 prob.alpha.grad[k_id:] = 0.0
                 if not expression:
                     prob.beta.grad = None

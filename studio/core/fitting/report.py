@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from studio.core.facemodel import UNIT_TO_MM
+from studio.core.errors import StudioError
+from studio.core.facemodel import UNIT_TO_MM, FaceModel
 from studio.core.fitting.linear_scan import FitResult, prepare
-from studio.core.geometry.surface import closest_points, incident_triangles
 from studio.core.fitting.scan_io import Scan, local_geometry
+from studio.core.geometry.surface import closest_points, incident_triangles
 from studio.core.metrics import sample_surface, surface_metrics
 
 HEAT_MAX_MM = 2.0  # the colour scale's top: errors above it are all dark red
@@ -45,15 +46,18 @@ class _Surface:
     incident: np.ndarray
 
 
-def fitted_surface(model, result: FitResult) -> _Surface:
+def fitted_surface(model: FaceModel, result: FitResult) -> _Surface:
     if result.faces is not None:  # the fit's own mesh (a neural model's): closed, all of it fitted
         n = len(result.vertices)
         return _Surface(np.arange(n), result.faces, np.zeros(n, bool), incident_triangles(result.faces, n))
-    prep = prepare(model, result.region)
+    linear = model.as_linear()
+    if linear is None:
+        raise StudioError(f"a fit of {model.name} without its own mesh needs a linear model")
+    prep = prepare(linear, result.region)
     return _Surface(prep.verts, prep.faces, prep.border, prep.incident)
 
 
-def evaluate(model, result: FitResult, scan: Scan, max_points: int = 60000, seed: int = 0) -> FitReport:
+def evaluate(model: FaceModel, result: FitResult, scan: Scan, max_points: int = 60000, seed: int = 0) -> FitReport:
     prep = fitted_surface(model, result)
     mm = result.scan_to_mm()  # the unit's mm, or the estimated scale's under a free scale
     verts = result.vertices_in_scan()[prep.verts] * mm
@@ -113,7 +117,8 @@ def evaluate(model, result: FitResult, scan: Scan, max_points: int = 60000, seed
                "explained_fraction": float(explained.mean()), "inlier_fraction": float(inlier.mean()),
                "scan_to_fit_median_mm": float(np.median(d)) if d.size else float("nan"),
                "scan_to_fit_p95_mm": float(np.percentile(d, 95)) if d.size else float("nan"),
-               "scan_to_fit_inlier_rms_mm": float(np.sqrt(np.mean(dist[inlier] ** 2))) if inlier.any() else float("nan")}
+               "scan_to_fit_inlier_rms_mm": (float(np.sqrt(np.mean(dist[inlier] ** 2))) if inlier.any()
+                                             else float("nan"))}
     if len(ref) >= 10 and len(samples) >= 10:
         sm = surface_metrics(samples, ref, sample_n, ref_n, threshold=1.0)
         figures.update({"chamfer_l1_mm": sm.chamfer_l1, "accuracy_mm": sm.accuracy,
@@ -133,7 +138,7 @@ def heat_colors(values_mm: np.ndarray, vmax: float = HEAT_MAX_MM) -> np.ndarray:
     return out
 
 
-def report_png(model, result: FitResult, rep: FitReport, size: int = 360) -> bytes:
+def report_png(model: FaceModel, result: FitResult, rep: FitReport, size: int = 360) -> bytes:
     """Front and three-quarter views of the fit coloured by error, a histogram and the figures."""
     import matplotlib
 
@@ -152,7 +157,8 @@ def report_png(model, result: FitResult, rep: FitReport, size: int = 360) -> byt
         ax.imshow(img)
         ax.set_title(f"scan → fit distance, {title}", fontsize=9)
         ax.axis("off")
-    from matplotlib import cm, colors as mcolors
+    from matplotlib import cm
+    from matplotlib import colors as mcolors
 
     sm = cm.ScalarMappable(mcolors.Normalize(0, HEAT_MAX_MM), "turbo")
     fig.colorbar(sm, cax=axes[2], label="mm (grey: no scan data)")

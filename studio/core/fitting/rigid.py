@@ -111,7 +111,8 @@ def face_area(side: ModelSide, margin: float = 0.05) -> FaceArea | None:
     return FaceArea(grown, float(p[:, 2].min() - pad))
 
 
-def model_landmarks(points: np.ndarray, faces: np.ndarray, normals: np.ndarray) -> scan_landmarks.SurfaceLandmarks | None:
+def model_landmarks(points: np.ndarray, faces: np.ndarray,
+                    normals: np.ndarray) -> scan_landmarks.SurfaceLandmarks | None:
     """Landmarks on a model's mean surface (model frame: the face looks along +z, y up)."""
     return scan_landmarks.find(points, faces, normals, np.eye(3))
 
@@ -126,11 +127,13 @@ def _distinct_views(rotations: list[np.ndarray], limit: int, min_angle_deg: floa
     return out
 
 
+UPSIDE_DOWN = np.diag([-1.0, -1.0, 1.0])  # a view turned 180° about its axis
 GOOD_DETECTION = 0.05  # median landmark residual / inter-ocular distance: accept this view at once
 USABLE_DETECTION = 0.085  # … the best view's, if none was good: beyond it the "face" is a misdetection
 
 
-def _detect(model_lm: scan_landmarks.SurfaceLandmarks, surface, views: list[np.ndarray]):
+def _detect(model_lm: scan_landmarks.SurfaceLandmarks, surface: tuple[np.ndarray, np.ndarray | None, np.ndarray],
+            views: list[np.ndarray]):
     """The scan's landmarks from the view whose detection agrees best with the model's landmarks.
 
     Each view that shows a face gives a similarity to the model; the scan is then rendered again
@@ -139,7 +142,8 @@ def _detect(model_lm: scan_landmarks.SurfaceLandmarks, surface, views: list[np.n
     Returns (landmarks, loose similarity with scale) or (None, None)."""
     stable = scan_landmarks.stable_mask()
     iod = model_lm.interocular()
-    best = (np.inf, None, None)
+    best: tuple[float, scan_landmarks.SurfaceLandmarks | None, Similarity | None] = (np.inf, None, None)
+    poses: list[np.ndarray] = []  # the rotations the best detection was read from
 
     def judge(found):
         src = np.where(stable[:, None], found.points, np.nan)
@@ -154,6 +158,7 @@ def _detect(model_lm: scan_landmarks.SurfaceLandmarks, surface, views: list[np.n
         if found is None:
             continue
         score, sim = judge(found)
+        first = sim
         if sim is not None:
             again = scan_landmarks.find(*surface, sim.R)
             if again is not None:
@@ -162,8 +167,21 @@ def _detect(model_lm: scan_landmarks.SurfaceLandmarks, surface, views: list[np.n
                     found, score, sim = again, score2, sim2
         if score < best[0]:
             best = (score, found, sim)
+            poses = [p.R for p in (first, sim) if p is not None]
         if score < GOOD_DETECTION:
             break
+    if GOOD_DETECTION <= best[0] <= USABLE_DETECTION and best[2] is not None:
+        # A marginal detection may be a face misread on an upside-down render: it implies an
+        # upside-down pose, whose re-render is misread alike (a neural fit came out 179° off).
+        # Turned over, such a face is upright and read right: a pose turned over, with a smaller
+        # residual, wins.
+        for r in poses:
+            over = scan_landmarks.find(*surface, UPSIDE_DOWN @ r)
+            if over is None:
+                continue
+            score3, sim3 = judge(over)
+            if sim3 is not None and score3 < best[0] and align.rotation_angle_deg(sim3.R, best[2].R) > 90.0:
+                best = (score3, over, sim3)
     if best[0] > USABLE_DETECTION:
         return None, None
     return best[1], best[2]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -52,7 +53,7 @@ class Scan:
     normals: np.ndarray | None = None  # (N, 3) unit normals, or None (estimate on demand)
     boundary: np.ndarray | None = None  # (N,) bool: on the border of the scanned surface
     faces: np.ndarray | None = None  # (M, 3) triangles when the scan is a mesh
-    unit: str = "mm"
+    unit: str | None = "mm"  # None while reading, until load_scan settles it
     kind: str = "points"  # "mesh", "points" or "depth"
     oriented: bool = False  # normals point out of the surface (meshes, depth maps)
     sensor: np.ndarray | None = None  # where the sensor was (depth maps: the camera centre)
@@ -158,7 +159,7 @@ def finish_scan(scan: Scan, unit: str | None = None, expected_mm: float = TYPICA
     if len(pts) > max_points:
         raise StudioError(f"{name} has {len(pts):,} points, more than the {max_points:,} limit; "
                           "decimate it first")
-    finite = np.isfinite(pts).all(axis=1)
+    finite = np.asarray(np.isfinite(pts).all(axis=1))
     if scan.normals is not None:
         nrm = np.asarray(scan.normals, np.float64).reshape(-1, 3)
         finite &= np.isfinite(nrm).all(axis=1)
@@ -203,7 +204,7 @@ def detect_unit(points: np.ndarray, expected_mm: float = TYPICAL_HEAD_MM) -> str
 def _read_trimesh(path: Path) -> Scan:
     import trimesh
 
-    obj = trimesh.load(path, process=False, force="mesh" if path.suffix.lower() != ".ply" else None)
+    obj: Any = trimesh.load(path, process=False, force="mesh" if path.suffix.lower() != ".ply" else None)
     if isinstance(obj, trimesh.Scene):
         obj = obj.to_geometry() if hasattr(obj, "to_geometry") else obj.dump(concatenate=True)
     if isinstance(obj, trimesh.Trimesh) and len(obj.faces) > 0:
@@ -219,7 +220,7 @@ def _ply_normals(obj, n: int) -> np.ndarray | None:
     raw = getattr(obj, "metadata", {}).get("_ply_raw", {})
     data = raw.get("vertex", {}).get("data") if isinstance(raw, dict) else None
     names = getattr(getattr(data, "dtype", None), "names", None) or ()
-    if not all(k in names for k in ("nx", "ny", "nz")):
+    if data is None or not all(k in names for k in ("nx", "ny", "nz")):
         return None
     nrm = np.column_stack([np.asarray(data[k], np.float64).reshape(-1) for k in ("nx", "ny", "nz")])
     return _unit_or_none(nrm) if len(nrm) == n else None
@@ -290,7 +291,7 @@ def read_landmarks(path: str | Path) -> dict:
             pts.append([float(x) for x in p])
         else:
             raise StudioError(f"{path.name}: every landmark point must be [x, y, z] or null")
-    out = {"points": np.asarray(pts, float).reshape(-1, 3)}
+    out: dict[str, Any] = {"points": np.asarray(pts, float).reshape(-1, 3)}
     if "vertices" in doc:
         v = doc["vertices"]
         if not isinstance(v, list) or not all(isinstance(i, int) for i in v):
@@ -319,7 +320,7 @@ def read_intrinsics(depth_path: Path, intrinsics: str | os.PathLike | None) -> d
     k = jsonio.read(p, f"intrinsics {p}")
     if not isinstance(k, dict):
         raise StudioError(f"intrinsics {p.name} must be a JSON object with fx, fy, cx, cy")
-    out = {}
+    out: dict[str, Any] = {}
     for key in ("fx", "fy", "cx", "cy"):
         v = k.get(key)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(float(v)):

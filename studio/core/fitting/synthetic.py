@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from studio.core.geometry.raster import rasterize
-from studio.core.facemodel import UNIT_TO_MM, Params
+from studio.core.facemodel import UNIT_TO_MM, FaceModel, Params
 from studio.core.fitting.align import Similarity
 from studio.core.fitting.scan_io import Scan
+from studio.core.geometry.raster import rasterize
+from studio.core.pca import PCAModel
 
 # Regions a scanner sees on an ICT-like head (skin and eyes, not the inner mouth or the
 # transparent eye shells); models without these regions are rendered whole.
@@ -35,7 +36,8 @@ class SyntheticScan:
     intrinsics: dict  # fx, fy, cx, cy (pixels) and depth_unit of ``depth``
 
 
-def random_params(model, rng: np.random.Generator, expressions: int = 4, expression_max: float = 0.6) -> Params:
+def random_params(model: FaceModel, rng: np.random.Generator, expressions: int = 4,
+                  expression_max: float = 0.6) -> Params:
     """A face the model has not seen: shape from the prior, a few blendshapes partly on."""
     p = model.sample(rng)
     for g in model.groups:
@@ -47,7 +49,7 @@ def random_params(model, rng: np.random.Generator, expressions: int = 4, express
     return p
 
 
-def seen_faces(model) -> np.ndarray:
+def seen_faces(model: PCAModel) -> np.ndarray:
     regions = model.meta.regions
     names = [r for r in SEEN_REGIONS if r in regions]
     if "face" not in names:
@@ -88,7 +90,7 @@ def backproject(depth: np.ndarray, k: dict) -> np.ndarray:
     return np.column_stack([(u - k["cx"]) * z / k["fx"], (v - k["cy"]) * z / k["fy"], z])
 
 
-def synthetic_scan(model, params: Params | None = None, seed: int = 0, n_points: int = 50_000,
+def synthetic_scan(model: PCAModel, params: Params | None = None, seed: int = 0, n_points: int = 50_000,
                    noise_mm: float = 0.5, outliers: float = 0.2, yaw: float = 25.0, pitch: float = 15.0,
                    transform: bool = True, unit: str | None = None,
                    scale_range: tuple[float, float] = (1.0, 1.0)) -> SyntheticScan:
@@ -186,7 +188,7 @@ EXPRESSIONS = {
 }
 
 
-def expression_params(model, rng: np.random.Generator, expression: str | None) -> Params:
+def expression_params(model: PCAModel, rng: np.random.Generator, expression: str | None) -> Params:
     """A face from the prior with a named strong expression (``EXPRESSIONS``), or neutral (None)."""
     p = model.sample(rng)
     for g in model.groups:
@@ -202,7 +204,7 @@ def expression_params(model, rng: np.random.Generator, expression: str | None) -
     return p
 
 
-def mesh_scan(model, params: Params, part: str = "head", seed: int = 0, unit: str = "mm",
+def mesh_scan(model: PCAModel, params: Params, part: str = "head", seed: int = 0, unit: str = "mm",
               scale: float = 1.0, noise_mm: float = 0.0) -> SyntheticScan:
     """A scan as a modelling tool or a scanner's mesh export delivers it, in a random pose.
 

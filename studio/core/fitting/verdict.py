@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from studio.core.facemodel import FaceModel
+
 MAX_LANDMARK_ERROR = 0.10  # median, × inter-ocular distance
 MAX_MEDIAN_MM = 1.5  # median scan → fit distance over the face area
 MIN_EXPLAINED = 0.05  # share of the scan's points in the face area and explained by the fit (a head
@@ -52,7 +54,7 @@ class Verdict:
                 "evidence": self.evidence}
 
 
-def judge(model, result, metrics: dict, scan_notes: list | None = None) -> Verdict:
+def judge(model: FaceModel, result, metrics: dict, scan_notes: list | None = None) -> Verdict:
     v = Verdict(True)
     ev = v.evidence
     rig = result.rigid
@@ -82,7 +84,7 @@ def judge(model, result, metrics: dict, scan_notes: list | None = None) -> Verdi
     return v
 
 
-def plausibility(model, params: dict, v: Verdict) -> None:
+def plausibility(model: FaceModel, params: dict, v: Verdict) -> None:
     """Add to ``v`` what the coefficients say on their own: far from the prior, a component beyond
     5σ, opposed blendshapes both on (shared by the scan and the photo verdicts)."""
     from scipy.stats import chi2

@@ -104,22 +104,20 @@ def interpolate(values, faces, frags: Fragments):
     m = frags.mask.reshape(-1)
     tri = frags.tri.reshape(-1)[m]
     corners = np.asarray(faces, np.int64)[tri]  # (P, 3)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    if torch is not None and isinstance(values, torch.Tensor):
+    import torch
+
+    if isinstance(values, torch.Tensor):
         bary = torch.as_tensor(frags.bary.reshape(-1, 3)[m], dtype=values.dtype)
         c = torch.as_tensor(corners)
         px = (values[c] * bary[..., None]).sum(1)
         out = values.new_zeros((H * W, values.shape[1]))
         out = out.index_put((torch.as_tensor(np.flatnonzero(m)),), px)
         return out.reshape(H, W, -1)
-    values = np.asarray(values, np.float64)
-    px = (values[corners] * frags.bary.reshape(-1, 3)[m][..., None]).sum(1)
-    out = np.zeros((H * W, values.shape[1]))
-    out[m] = px
-    return out.reshape(H, W, -1)
+    arr = np.asarray(values, np.float64)
+    blended = (arr[corners] * frags.bary.reshape(-1, 3)[m][..., None]).sum(1)
+    image = np.zeros((H * W, arr.shape[1]))
+    image[m] = blended
+    return image.reshape(H, W, -1)
 
 
 def visible_vertices(xy: np.ndarray, depth: np.ndarray, frags: Fragments, tolerance: float) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from studio.core import jsonio
 from studio.core.errors import StudioError
-from studio.core.facemodel import ModelMeta, ParamGroup
+from studio.core.facemodel import Affects, ModelMeta, ParamGroup
 from studio.core.pca import LinearGroup, PCAModel
 from studio.core.progress import ProgressFn, report
 
@@ -310,7 +310,7 @@ def _read_mat(path: Path) -> dict[str, np.ndarray]:
 # shared checks
 # --------------------------------------------------------------------------------------------
 
-def _group(name: str, basis: np.ndarray, affects: str = "position") -> LinearGroup:
+def _group(name: str, basis: np.ndarray, affects: Affects = "position") -> LinearGroup:
     # PCA coefficients are in σ units after scaling the basis, hence prior N(0, 1) for every group.
     names = tuple(f"PC{i + 1}" for i in range(basis.shape[0]))
     return LinearGroup(ParamGroup(name, names, "normal", np.ones(len(names)), affects=affects), basis)

@@ -232,7 +232,7 @@ def _to_dtype(d) -> np.dtype:
             raise StudioError(f"dtype {d.spec!r} has a structured or unexpected state")
         endian = st[1]
     dt = np.dtype(d.spec)
-    return dt.newbyteorder(endian) if endian in "<>" else dt
+    return dt.newbyteorder("<" if endian == "<" else ">") if endian in "<>" else dt
 
 
 def _to_array(a) -> np.ndarray:

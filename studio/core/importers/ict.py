@@ -82,8 +82,8 @@ def _load_folder(folder: Path, name: str, progress) -> PCAModel:
     names = _names(folder, n)
     files = [(("shape", f"PC{i + 1}"), folder / f"{ident}.obj") for i, ident in enumerate(names["identities"])]
     files += [(("expression", e), folder / f"{e}.obj") for e in names["expressions"]]
-    deltas = {"shape": [], "expression": []}
-    for k, ((group, label), path) in enumerate(files):
+    deltas: dict[str, list[np.ndarray]] = {"shape": [], "expression": []}
+    for k, ((group, _label), path) in enumerate(files):
         if not path.is_file():
             raise StudioError(f"ICT-FaceKit file {path.name} is missing from {folder}")
         v = read_obj_vertices(path)
@@ -158,7 +158,7 @@ def _regions(readme: str, n: int) -> dict[str, np.ndarray]:
 
     Individual teeth are folded into "teeth"; everything else keeps the README's names.
     """
-    ranges = {}
+    ranges: dict[str, tuple[int, int]] = {}
     for line in readme.splitlines():
         m = _ROW.match(line)
         if not m:

@@ -17,7 +17,6 @@ Units: ``x_mm = x_model * scale + center`` (so ``x_model = (x_mm - center) / sca
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,7 +89,7 @@ def save_checkpoint(path, ckpt: NeuralCheckpoint, force: bool = False) -> Path:
             header_stats[k] = float(v)
         else:
             tensors[f"stats.{k}"] = torch.from_numpy(np.ascontiguousarray(np.asarray(v)))
-    if "scale" not in header_stats or f"stats.center" not in tensors:
+    if "scale" not in header_stats or "stats.center" not in tensors:
         raise StudioError("a neural checkpoint needs stats 'center' and 'scale'")
     header = {"format": FORMAT, "version": VERSION, "config": ckpt.config.to_dict(),
               "scalars": header_stats, "meta": ckpt.meta}
@@ -144,6 +143,3 @@ def load_checkpoint(path, device="cpu") -> NeuralCheckpoint:
     stats.update(header.get("scalars", {}))
     return NeuralCheckpoint(model, config, stats, header.get("meta", {}))
 
-
-def file_size_mb(path) -> float:
-    return os.path.getsize(resolve(path)) / 1e6

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from studio.core import jsonio, limits
 from studio.core.errors import StudioError
-
 
 MODEL_FIELDS = ("id_dim", "ex_dim", "plane_channels", "plane_res", "gen_base_res", "gen_channels", "dec_hidden",
                 "dec_layers", "def_hidden", "def_layers", "softplus_beta")
@@ -265,6 +264,7 @@ def parameter_estimate(cfg: NeuralConfig) -> int:
 
 def tiny_config(**overrides) -> NeuralConfig:
     """A few-second configuration for tests."""
+    base: dict[str, Any]
     base = dict(id_dim=8, ex_dim=4, plane_channels=4, plane_res=16, gen_base_res=4, gen_channels=(16, 16, 8),
                 dec_hidden=32, dec_layers=2, def_hidden=32, def_layers=2, n_train=4, n_heldout=2,
                 n_expr_per_id=2, n_surface=800, n_near=800, n_uniform=400, n_corr=300, batch_ids=2,

@@ -43,6 +43,7 @@ from studio.core.errors import StudioError
 from studio.core.facemodel import UNIT_TO_MM
 from studio.core.geometry import vertex_normals
 from studio.core.neural.config import NeuralConfig
+from studio.core.pca import PCAModel
 from studio.core.progress import ProgressFn, report
 
 DATA_FIELDS = ("n_train", "train_seed0", "n_expr_per_id", "n_expr_ids", "n_norm_ids", "expr_active", "regions",
@@ -77,7 +78,7 @@ class TrainingData:
         return self.surface.shape[0]
 
 
-def surface_submesh(model, regions) -> tuple[np.ndarray, np.ndarray]:
+def surface_submesh(model: PCAModel, regions) -> tuple[np.ndarray, np.ndarray]:
     """Vertex ids and re-indexed triangles of the model's triangles lying wholly in ``regions``."""
     if not regions:
         return np.arange(len(model.mean)), np.asarray(model.faces, np.int64)
@@ -94,27 +95,27 @@ def surface_submesh(model, regions) -> tuple[np.ndarray, np.ndarray]:
     return used, remap[faces[keep]]
 
 
-def identity_params(model, seed: int) -> np.ndarray:
+def identity_params(model: PCAModel, seed: int) -> np.ndarray:
     """The shape coefficients (σ units) of identity ``seed``: N(0, 1) from default_rng(seed)."""
     g = _shape_group(model)
     return np.random.default_rng(seed).standard_normal(g.size)
 
 
-def _shape_group(model):
+def _shape_group(model: PCAModel):
     for g in model.groups:
         if g.prior == "normal" and g.affects == "position":
             return g
     raise StudioError(f"model {model.name} has no identity (normal-prior shape) parameters")
 
 
-def _expr_group(model):
+def _expr_group(model: PCAModel):
     for g in model.groups:
         if g.prior == "box" and g.affects == "position":
             return g
     return None
 
 
-def identity_mesh_mm(model, seed: int, regions, expression: Optional[np.ndarray] = None):
+def identity_mesh_mm(model: PCAModel, seed: int, regions, expression: Optional[np.ndarray] = None):
     """(vertices in mm, triangles) of identity ``seed``'s outer surface, optionally posed."""
     used, faces = surface_submesh(model, regions)
     params = {_shape_group(model).name: identity_params(model, seed)}
@@ -156,7 +157,8 @@ def interpolate(values: np.ndarray, f: np.ndarray, fi: np.ndarray, bary: np.ndar
     return np.einsum("nk,nkd->nd", bary, values[f[fi]])
 
 
-def signed_distance(points: np.ndarray, v: np.ndarray, f: np.ndarray, sign_faces: np.ndarray | None = None) -> np.ndarray:
+def signed_distance(points: np.ndarray, v: np.ndarray, f: np.ndarray,
+                    sign_faces: np.ndarray | None = None) -> np.ndarray:
     """Exact distance to the (open) triangle mesh, negative where the generalised winding number > 0.5.
     ``sign_faces``: the triangles whose winding number decides the sign, when they differ from the
     ones measured to (a solid of skin and closed eyeballs: ``solid_faces``).
@@ -202,7 +204,7 @@ def sdf_samples(v: np.ndarray, f: np.ndarray, cfg: NeuralConfig, rng: np.random.
             "uniform_sdf": d[len(near):]}
 
 
-def solid_faces(model, cfg: NeuralConfig, v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def solid_faces(model: PCAModel, cfg: NeuralConfig, v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(visible, sign) triangles of the head as a solid: the skin (``regions``) joined with the closed
     shells of ``eye_regions`` (the eyeballs), ``v``/``f`` being the mesh of both (``all_regions``).
     Only the part of a shell outside the skin is surface — the eye seen through the lids; its hidden
@@ -264,7 +266,7 @@ def correspondences(v0: np.ndarray, v1: np.ndarray, f: np.ndarray, count: int, r
     return src + off[:, None] * n0, dst + off[:, None] * n1
 
 
-def normalisation(model, cfg: NeuralConfig) -> tuple[np.ndarray, float]:
+def normalisation(model: PCAModel, cfg: NeuralConfig) -> tuple[np.ndarray, float]:
     """One centre (mm) and scale (mm per unit) for all heads: the first ``norm_ids`` training heads within
     unit_radius (a run that adds identities to a trained model keeps the model's normalisation; the
     added heads may reach a little beyond unit_radius, still well inside the unit ball)."""
@@ -281,7 +283,7 @@ def normalisation(model, cfg: NeuralConfig) -> tuple[np.ndarray, float]:
 def recipe(cfg: NeuralConfig, model_name: str) -> dict:
     return {
         "source_model": model_name,
-        "identities": f"shape coefficients ~ N(0,1) (sigma units) from numpy default_rng(seed)",
+        "identities": "shape coefficients ~ N(0,1) (sigma units) from numpy default_rng(seed)",
         "train_seeds": [cfg.train_seed0, cfg.train_seed0 + cfg.n_train - 1],
         "heldout_seeds": [cfg.heldout_seed0, cfg.heldout_seed0 + cfg.n_heldout - 1],
         "heldout_note": "held-out seeds were never used in training; evaluate on them",
@@ -317,14 +319,15 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("face-studio")) / "neural"
 
 
-def build_training_data(model, cfg: NeuralConfig, progress: ProgressFn | None = None) -> TrainingData:
+def build_training_data(model: PCAModel, cfg: NeuralConfig, progress: ProgressFn | None = None) -> TrainingData:
     """Sample SDF data and correspondences for cfg.n_train identities of ``model``."""
     report(progress, 0.0, "normalising heads")
     center, scale = normalisation(model, cfg)
     eg = _expr_group(model)
     n_blend = eg.size if eg is not None else 0
     n_ex = cfg.n_expr_per_id if n_blend else 0
-    out = {k: [] for k in ("surface", "normals", "near", "near_sdf", "uniform", "uniform_sdf", "corr_src",
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("surface", "normals", "near", "near_sdf", "uniform",
+                                                        "uniform_sdf", "corr_src",
                            "corr_dst", "expr_weights")}
     seeds = np.arange(cfg.train_seed0, cfg.train_seed0 + cfg.n_train)
     coeffs = np.array([identity_params(model, int(s)) for s in seeds], np.float32)
@@ -337,10 +340,12 @@ def build_training_data(model, cfg: NeuralConfig, progress: ProgressFn | None = 
             out[k].append(a.astype(np.float32))
         if i < cfg.expr_ids:  # expressions only for the first identities
             srcs, dsts, ws = [], [], []
-            for w in expression_draws(seed, n_blend, cfg.expr_active, n_ex, cfg.expr_active_max):
+            for w in expression_draws(int(seed), n_blend, cfg.expr_active, n_ex, cfg.expr_active_max):
                 vp = (identity_mesh_mm(model, int(seed), all_regions(cfg), w)[0] - center) / scale
                 s, d = correspondences(v, vp, f, cfg.n_corr, rng)
-                srcs.append(s), dsts.append(d), ws.append(w)
+                srcs.append(s)
+                dsts.append(d)
+                ws.append(w)
             out["corr_src"].append(np.array(srcs, np.float32).reshape(n_ex, cfg.n_corr, 3))
             out["corr_dst"].append(np.array(dsts, np.float32).reshape(n_ex, cfg.n_corr, 3))
             out["expr_weights"].append(np.array(ws, np.float32).reshape(n_ex, n_blend))
@@ -349,7 +354,7 @@ def build_training_data(model, cfg: NeuralConfig, progress: ProgressFn | None = 
     return TrainingData(center=center, scale=float(scale), seeds=seeds, coeffs=coeffs, **arrays)
 
 
-def load_or_build(model, model_path: str, cfg: NeuralConfig, cache_dir=None,
+def load_or_build(model: PCAModel, model_path: str, cfg: NeuralConfig, cache_dir=None,
                   progress: ProgressFn | None = None) -> TrainingData:
     """Cached ``build_training_data``: an .npz per (model file, data config)."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()

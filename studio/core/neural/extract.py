@@ -146,7 +146,18 @@ def extract(sdf_fn: SDFFn, resolution: int, bounds=(-1.0, 1.0), narrow_band: boo
         vol = dense_volume(sdf_fn, n, bounds, batch, device)
         v, f = _marching_cubes(vol, lo, h, None, level)
         return Extraction(v, f, n ** 3, time.perf_counter() - t0, n, float(h.max()), False)
+    v, refined, org, queries = _narrow_band(sdf_fn, n, lo, h, levels, margin, batch, device, level)
+    if refined is None or not refined.any():
+        return Extraction(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), int(queries),
+                          time.perf_counter() - t0, n, float(h.max()), True)
+    verts, faces = _band_surface(v, refined, org, n, lo, h)
+    return Extraction(verts, faces, int(queries), time.perf_counter() - t0, n, float(h.max()), True)
 
+
+def _narrow_band(sdf_fn: SDFFn, n: int, lo: np.ndarray, h: np.ndarray, levels: int, margin: float, batch, device,
+                 level: float):
+    """Steps 1-3 of the module docstring: (the finest lattice's values, less ``level``; the finest
+    split cells, or None; the fine-grid index of the lattice's first point; the SDF queries asked)."""
     stride = 1 << levels
     cells = -(-(n - 1) // stride)  # coarse cells per axis; the lattice may overhang hi a little
     ijk = np.indices((cells + 1,) * 3).reshape(3, -1)
@@ -157,73 +168,85 @@ def extract(sdf_fn: SDFFn, resolution: int, bounds=(-1.0, 1.0), narrow_band: boo
     org = np.zeros(3, np.int64)  # fine-grid index of the lattice's first point (after cropping)
     for level_i in range(levels):
         corners = _corners(v)
-        pos = np.zeros(corners[0].shape, bool)
-        neg = np.zeros(corners[0].shape, bool)
-        far = np.zeros(corners[0].shape, bool)
-        threshold = margin * float(np.linalg.norm(h * stride))
-        for c in corners:
-            pos |= c > 0
-            neg |= c <= 0
-            far |= np.abs(c) > threshold
-        refined = (pos & neg) | ~far  # the surface may pass: split the cell
+        refined = _cells_to_split(corners, margin * float(np.linalg.norm(h * stride)))
         if level_i == 0:
             # Later levels only split cells inside this level's split ones: from here on, work in
             # the box holding them (a head fills a fraction of its cube; every array shrinks).
-            box = [np.flatnonzero(refined.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-            if any(len(b) == 0 for b in box):
+            box = _split_box(refined)
+            if box is None:
                 break
-            sl = tuple(slice(int(b[0]), int(b[-1]) + 1) for b in box)
-            org = np.array([x.start for x in sl], np.int64) * stride
-            refined = refined[sl]
-            corners = [c[sl] for c in corners]
-            v = v[tuple(slice(x.start, x.stop + 1) for x in sl)]
-
-        # The next, twice finer lattice: filled with the sign of each cell, old points kept.
-        # The last layers (the lattice's high faces) take the sign of the cells they close, so a
-        # cropped box's faces hold no fake sign change either.
-        fill = np.where(corners[0] > 0, np.float32(FILL), np.float32(-FILL))
-        m = tuple(2 * k + 1 for k in refined.shape)
-        nxt = np.ascontiguousarray(_blocks(np.pad(fill, 1, mode="edge")[1:, 1:, 1:])[:m[0], :m[1], :m[2]])
-        nxt[::2, ::2, ::2] = v
-
-        # The 19 new points of every split cell (duplicates between neighbours merged by the mask),
-        # and any of its 8 corners that only hold a fill value (a cell split because an evaluated
-        # corner disagrees in sign with a filled one: the field was steeper than the margin allowed).
-        ci = np.nonzero(refined)
-        need = np.zeros(m, bool)
-        for a in (0, 1, 2):
-            for b in (0, 1, 2):
-                for c in (0, 1, 2):
-                    pts = (2 * ci[0] + a, 2 * ci[1] + b, 2 * ci[2] + c)
-                    if a % 2 or b % 2 or c % 2:
-                        need[pts] = True
-                    else:
-                        need[pts] |= np.abs(nxt[pts]) >= FILL
-        idx = np.flatnonzero(need)
-        new = np.unravel_index(idx, need.shape)
+            org = np.array([x.start for x in box], np.int64) * stride
+            refined = refined[box]
+            corners = [c[box] for c in corners]
+            v = v[tuple(slice(x.start, x.stop + 1) for x in box)]
+        nxt = _finer_lattice(v, corners[0], refined)
+        idx, new = _points_to_ask(nxt, refined)
         stride //= 2
         nxt.reshape(-1)[idx] = _evaluate(sdf_fn, _points(lo + org * h, h, new, stride), batch, device) - level
         queries += len(idx)
         v = nxt
+    return v, refined, org, queries
 
-    if refined is None or not refined.any():
-        return Extraction(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), int(queries),
-                          time.perf_counter() - t0, n, float(h.max()), True)
-    # Marching cubes only in the finest split cells (2×2×2 cubes each). skimage tests the mask at
-    # one corner of each cube; marking both the low and the high corner is right either way (the
-    # extra neighbouring cubes hold sign-consistent values, so they add no triangles).
+
+def _cells_to_split(corners, threshold: float) -> np.ndarray:
+    """Cells whose corners change sign, or whose corners all lie within ``threshold`` of the
+    surface: the surface may pass through them."""
+    pos = np.zeros(corners[0].shape, bool)
+    neg = np.zeros(corners[0].shape, bool)
+    far = np.zeros(corners[0].shape, bool)
+    for c in corners:
+        pos |= c > 0
+        neg |= c <= 0
+        far |= np.abs(c) > threshold
+    return (pos & neg) | ~far
+
+
+def _split_box(refined: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box of cells holding every split cell (None when no cell is split)."""
+    box = [np.flatnonzero(refined.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    if any(len(b) == 0 for b in box):
+        return None
+    return tuple(slice(int(b[0]), int(b[-1]) + 1) for b in box)
+
+
+def _finer_lattice(v: np.ndarray, first_corner: np.ndarray, refined: np.ndarray) -> np.ndarray:
+    """The next, twice finer lattice: filled with the sign of each cell, old points kept. The last
+    layers (the lattice's high faces) take the sign of the cells they close, so a cropped box's
+    faces hold no fake sign change either."""
+    fill = np.where(first_corner > 0, np.float32(FILL), np.float32(-FILL))
+    m = tuple(2 * k + 1 for k in refined.shape)
+    nxt = np.ascontiguousarray(_blocks(np.pad(fill, 1, mode="edge")[1:, 1:, 1:])[:m[0], :m[1], :m[2]])
+    nxt[::2, ::2, ::2] = v
+    return nxt
+
+
+def _points_to_ask(nxt: np.ndarray, refined: np.ndarray):
+    """(flat indices, index arrays) into ``nxt`` of the points to evaluate: the 19 new points of every
+    split cell (duplicates between neighbours merged by the mask), and any of its 8 corners that only
+    hold a fill value (a cell split because an evaluated corner disagrees in sign with a filled one:
+    the field was steeper than the margin allowed)."""
+    ci = np.nonzero(refined)
+    need = np.zeros(nxt.shape, bool)
+    for a in (0, 1, 2):
+        for b in (0, 1, 2):
+            for c in (0, 1, 2):
+                pts = (2 * ci[0] + a, 2 * ci[1] + b, 2 * ci[2] + c)
+                if a % 2 or b % 2 or c % 2:
+                    need[pts] = True
+                else:
+                    need[pts] |= np.abs(nxt[pts]) >= FILL
+    idx = np.flatnonzero(need)
+    return idx, np.unravel_index(idx, need.shape)
+
+
+def _band_surface(v: np.ndarray, refined: np.ndarray, org: np.ndarray, n: int, lo: np.ndarray, h: np.ndarray):
+    """Marching cubes only in the finest split cells (2×2×2 cubes each). skimage tests the mask at
+    one corner of each cube; marking both the low and the high corner is right either way (the
+    extra neighbouring cubes hold sign-consistent values, so they add no triangles)."""
     cubes = _blocks(refined)
     mask = np.zeros(v.shape, bool)
     mask[:-1, :-1, :-1] = cubes
     mask[1:, 1:, 1:] |= cubes
     # The grid ends at n points per axis (the lattice may overhang it).
     sl = tuple(slice(0, int(n - org[a])) for a in range(3))
-    verts, faces = _marching_cubes(v[sl], lo + org * h, h, mask[sl], 0.0)
-    return Extraction(verts, faces, int(queries), time.perf_counter() - t0, n, float(h.max()), True)
-
-
-def extract_mesh(sdf_fn: SDFFn, resolution: int, bounds=(-1.0, 1.0), narrow_band: bool = True,
-                 **kwargs) -> tuple[np.ndarray, np.ndarray]:
-    """(vertices, faces) of the zero level set; see ``extract`` for the options."""
-    e = extract(sdf_fn, resolution, bounds, narrow_band, **kwargs)
-    return e.vertices, e.faces
+    return _marching_cubes(v[sl], lo + org * h, h, mask[sl], 0.0)

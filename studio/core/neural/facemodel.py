@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -34,18 +34,25 @@ import torch.nn.functional as F
 
 from studio.core import prior
 from studio.core.errors import StudioError
-from studio.core.facemodel import Mesh, ModelMeta, ParamGroup, Params
+from studio.core.facemodel import Mesh, ModelKind, ModelMeta, ParamGroup, Params
 from studio.core.neural.extract import extract
 
 MAX_DIRECTIONS = None  # sliders per group (None: all). With every direction the sliders are
 # a complete coordinate system of the code space, so a fitted code (scan fitting) is exactly its parameters.
-FULL_RESOLUTION = 192  # mesh(): grid points per axis over [-1, 1]³ (≈ 2.8 mm voxels at 265 mm per unit)
+# mesh(): grid points per axis over [-1, 1]³ (≈ 2.1 mm voxels at 265 mm per unit). An ear's rim is
+# thinner than two of 192³'s 2.8 mm voxels, so marching cubes cut it into a ragged zig-zag there;
+# 256³ keeps it whole for ~1.3× the time (the narrow band grows with the surface, not the volume).
+FULL_RESOLUTION = 256
 PREVIEW_RESOLUTION = 64  # while a slider is dragged (≥ 10 meshes per second on 2 CPU cores)
 # Narrow-band Lipschitz margins (extract.py). 1.5 gave meshes identical to dense extraction on every
 # code tried (bench extract measures it); the preview takes the exact-SDF bound 1.0, ~30 % fewer
 # queries, at the risk of dropping a sliver a few voxels big while the slider moves.
 MARGIN = 1.5
 PREVIEW_MARGIN = 1.0
+# The tri-planes are looked up through their C¹ quadratic B-spline, upsampled this many times
+# (model.smooth_planes; 0: plain bilinear lookup, as in training). Bilinear lookup creases the
+# surface along every texel line, 8.4 mm apart: the vertical bands across face and neck.
+PLANE_SMOOTHING = 4
 DEFORM_BATCH = 1 << 16
 
 
@@ -54,7 +61,13 @@ def default_device() -> str:
 
 
 class NeuralFaceModel:
-    kind = "neural"
+    kind: ModelKind = "neural"
+    # declared capabilities (facemodel.FaceModel): the topology comes with each mesh, which has no
+    # colours and no landmarks; the preview mesh is a coarser extraction; no photo fitting
+    fixed_topology = False
+    has_colors = False
+    has_preview = True
+    supports_photo_fit = False
 
     def __init__(self, checkpoint, name: str = "neural", source: str = "", resolution: int | None = None,
                  preview_resolution: int | None = None, max_directions: int | None = MAX_DIRECTIONS,
@@ -62,6 +75,7 @@ class NeuralFaceModel:
         self.checkpoint = checkpoint
         self.device = device or default_device()
         self.net = checkpoint.model.to(self.device).eval()
+        self.net.plane_smoothing = PLANE_SMOOTHING  # extraction and fitting see the same surface
         self.name = name
         self.resolution = int(resolution or FULL_RESOLUTION)
         self.preview_resolution = int(preview_resolution or PREVIEW_RESOLUTION)
@@ -89,6 +103,7 @@ class NeuralFaceModel:
         self._planes: torch.Tensor | None = None
         self._z_id_t: torch.Tensor | None = None
         self._canonical: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._normals: dict[int, np.ndarray] = {}
         self.extractions = 0  # canonical meshes extracted (the tests check the caches)
 
     # -- parameters ------------------------------------------------------------------------------
@@ -98,12 +113,18 @@ class NeuralFaceModel:
     def check(self, params: Mapping[str, np.ndarray]) -> Params:
         return prior.check_params(self.groups, params)
 
-    def sample(self, rng: np.random.Generator, scale: float = 1.0, only=None) -> Params:
+    def sample(self, rng: np.random.Generator, scale: float = 1.0, only: Iterable[str] | None = None) -> Params:
         """Random identity, neutral expression (``only`` as in ``prior.sample``)."""
         return prior.sample(self.groups, rng, scale, ["identity"] if only is None else only)
 
     def log_prior(self, params: Mapping[str, np.ndarray]) -> float:
         return prior.log_prior(self.groups, self.check(params))
+
+    def landmarks(self, scheme: str = "ibug68") -> None:
+        return None  # vertex ids mean nothing when every identity has its own mesh
+
+    def as_linear(self) -> None:
+        return None
 
     def latents(self, params: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(z_id, z_ex) of a parameter set."""
@@ -133,10 +154,12 @@ class NeuralFaceModel:
                 self._planes = self.net.planes(self._z_id_t)
             self._id_key = key
             self._canonical = {}
+            self._normals = {}
 
     def sdf_fn(self, z_id: np.ndarray):
         """x (n, 3) tensor in normalised units → (n,) signed distance of identity ``z_id``."""
         self._bind_identity(z_id)
+        assert self._planes is not None  # bound just now
         return inference_sdf(self.net, self._planes)
 
     def canonical(self, z_id: np.ndarray, resolution: int | None = None,
@@ -152,6 +175,28 @@ class NeuralFaceModel:
             self._canonical[res] = (e.vertices, e.faces)
         return self._canonical[res]
 
+    def canonical_normals(self, z_id: np.ndarray, resolution: int | None = None,
+                          margin: float | None = None) -> np.ndarray:
+        """Unit outward normals (n, 3) of the canonical mesh's vertices: the SDF's gradient there
+        (cached with the mesh).
+
+        Shading with the triangles' own normals shows marching cubes' voxel facets as streaks
+        along the grid axes (vertical bands down neck and cheeks, 2.8 mm apart at 192³); the
+        smoothed field's gradient (``PLANE_SMOOTHING``) is continuous, so these normals are what
+        the surface is. One backward pass over the vertices (~15 % of an extraction)."""
+        res = int(resolution or self.resolution)
+        v, _ = self.canonical(z_id, res, margin)
+        if res not in self._normals:
+            assert self._planes is not None  # bound by canonical()
+            with torch.inference_mode(False), torch.enable_grad():
+                fn = inference_sdf(self.net, self._planes.clone())  # inference tensors take no autograd
+                g = np.empty((len(v), 3), np.float32)
+                for a in range(0, len(v), DEFORM_BATCH):
+                    x = self._tensor(v[a:a + DEFORM_BATCH]).requires_grad_(True)
+                    g[a:a + DEFORM_BATCH] = torch.autograd.grad(fn(x).sum(), x)[0].cpu().numpy()
+            self._normals[res] = _unit(g)
+        return self._normals[res]
+
     def deform(self, x: np.ndarray, z_ex: np.ndarray, z_id: np.ndarray) -> np.ndarray:
         """Forward expression offsets Δx (n, 3) at canonical points x (normalised units)."""
         self._bind_identity(z_id)
@@ -164,17 +209,34 @@ class NeuralFaceModel:
         return out
 
     def mesh(self, params: Mapping[str, np.ndarray], resolution: int | None = None,
-             margin: float | None = None) -> Mesh:
+             margin: float | None = None, field_normals: bool = True) -> Mesh:
+        """The head in mm; with ``field_normals`` its vertex normals are the SDF's (``canonical_normals``)."""
         z_id, z_ex = self.latents(params)
         with self._lock:
             v, f = self.canonical(z_id, resolution, margin)
+            n = self.canonical_normals(z_id, resolution, margin) if field_normals else None
             if np.any(z_ex != 0):
-                v = v + self.deform(v, z_ex, z_id)
-        return Mesh(self.to_mm(v).astype(np.float32), f)
+                posed = v + self.deform(v, z_ex, z_id)
+                if n is not None:
+                    from studio.core.geometry import vertex_normals
+
+                    # The field's normals turned as the deformation turns the mesh's own: their facet
+                    # noise is common to both meshes and cancels (exact to first order in Δ's Jacobian).
+                    n = _unit(n + vertex_normals(posed, f) - vertex_normals(v, f))
+                v = posed
+        return Mesh(self.to_mm(v).astype(np.float32), f, normals=n)
 
     def preview_mesh(self, params: Mapping[str, np.ndarray]) -> Mesh:
-        """The mesh at the preview resolution (what the window shows while a slider is dragged)."""
-        return self.mesh(params, self.preview_resolution, self.preview_margin)
+        """The mesh at the preview resolution (what the window shows while a slider is dragged), with
+        the triangles' normals: the field's would cost a third more per change."""
+        return self.mesh(params, self.preview_resolution, self.preview_margin, field_normals=False)
+
+
+def _unit(n: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row becomes +z, as ``vertex_normals`` does)."""
+    n = np.asarray(n, np.float32)
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    return np.where(length > 1e-12, n / np.maximum(length, 1e-12), np.float32([0, 0, 1])).astype(np.float32)
 
 
 def inference_sdf(net, planes: torch.Tensor):

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from studio.core.neural.config import NeuralConfig
+from studio.core.neural.model import NeuralHead
 
 
 class Discriminator(nn.Module):
@@ -70,7 +71,7 @@ def laplace_density(f: Tensor, beta: Tensor) -> Tensor:
 FINE_BAND = 0.12  # half-width (normalised units, ≈ 2.5 cm) of the fine samples around the first crossing
 
 
-def render_normals(model, planes: Tensor, rot: Tensor, res: int, n_samples: int, beta: Tensor,
+def render_normals(model: NeuralHead, planes: Tensor, rot: Tensor, res: int, n_samples: int, beta: Tensor,
                    generator: torch.Generator | None = None, n_fine: int = 0) -> Tensor:
     """Volume-rendered normal maps (B, 3, res, res), in the camera frame, differentiable.
     ``n_fine > 0``: coarse to fine (module docstring)."""
@@ -99,7 +100,7 @@ def render_normals(model, planes: Tensor, rot: Tensor, res: int, n_samples: int,
 
 
 @torch.no_grad()
-def _fine_depths(model, planes, rot, uv, z, n_fine: int, generator) -> tuple[Tensor, Tensor]:
+def _fine_depths(model: NeuralHead, planes, rot, uv, z, n_fine: int, generator) -> tuple[Tensor, Tensor]:
     """Depths (B, R², n_fine) in a band around each ray's first sign change of the coarse samples
     ``z`` (rays that never cross: around their closest approach), and the sample spacing."""
     b, rays, s = z.shape
@@ -134,7 +135,7 @@ class RenderBranch:
     and steps the network and codes with the identity optimiser (one optimiser per parameter: two
     Adams stepping the same weights would each follow stale moments)."""
 
-    def __init__(self, cfg: NeuralConfig, model, device):
+    def __init__(self, cfg: NeuralConfig, model: NeuralHead, device):
         self.cfg, self.model, self.device = cfg, model, device
         self.disc = Discriminator(cfg.render_res).to(device)
         self.log_beta = torch.tensor(math.log(0.02), device=device, requires_grad=True)

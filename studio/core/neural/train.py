@@ -39,12 +39,14 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
 from studio.core import atomic, jsonio
 from studio.core.errors import StudioError
+from studio.core.facemodel import FaceModel
 from studio.core.neural import distributed
 from studio.core.neural import losses as L
 from studio.core.neural.checkpoint import FILE_NAME, NeuralCheckpoint, latent_stats, save_checkpoint
@@ -112,9 +114,6 @@ class Trainer:
     def _pick(self, arr: torch.Tensor, idx: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         j = torch.randint(0, arr.shape[1], (len(idx), count), generator=self.gen).to(self.device)
         return j, idx[:, None].to(self.device)
-
-    def _gather(self, name: str, ii, jj):
-        return self.t[name][ii, jj]
 
     # -- one identity step -------------------------------------------------------------------------
     def identity_losses(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -199,7 +198,7 @@ class Trainer:
     def set_lr(self, frac: float) -> None:
         f = self.cfg.lr_decay ** min(max(frac, 0.0), 1.0)
         opt = self.opt_ex if STAGES[self.stage] == "expression" else self.opt_id  # the 2-D stage steps opt_id too
-        for gi, group in enumerate(opt.param_groups):
+        for group in opt.param_groups:
             base = group.setdefault("base_lr", group["lr"])
             group["lr"] = base * f
 
@@ -283,10 +282,10 @@ class Trainer:
                 idx = torch.randperm(self.data.n_ids, generator=self.gen)[: self.batch_ids]
                 terms = self.identity_losses(idx)
                 weights = self.identity_weights()
-                if stage == "render":
+                if stage == "render" and self.render is not None:  # the stage runs only with a render branch
                     terms, weights, extra = self.render_terms(idx, terms, weights)
                     opts.append(self.render.opt)
-            total = sum(weights[k] * v for k, v in terms.items())
+            total = cast(torch.Tensor, sum(weights[k] * v for k, v in terms.items()))
         self.backward_step(total, opts)
         out = {k: float(v.detach()) for k, v in terms.items()}
         out.update(extra)
@@ -300,6 +299,7 @@ class Trainer:
         maps' L1 and adversarial terms of ``render_batch`` of the identities (the discriminator is
         stepped inside)."""
         c = self.cfg
+        assert self.render is not None  # train_step asks for render terms only with a render branch
         n = c.render_batch or max(1, self.batch_ids // 2)
         ridx = idx[:n] if n <= len(idx) else torch.randperm(self.data.n_ids, generator=self.gen)[:n]
         g_terms, d_terms = self.render.losses(ridx, self.id_codes, self.t, self.gen)
@@ -335,7 +335,8 @@ class Trainer:
     def state_dict(self) -> dict:
         state = {"model": self.model.state_dict(), "id_codes": self.id_codes.detach().cpu(),
                  "ex_codes": self.ex_codes.detach().cpu(), "opt_id": self.opt_id.state_dict(),
-                 "opt_ex": self.opt_ex.state_dict(), "stage": self.stage, "stage_name": STAGES[min(self.stage, len(STAGES) - 1)],
+                 "opt_ex": self.opt_ex.state_dict(), "stage": self.stage,
+                 "stage_name": STAGES[min(self.stage, len(STAGES) - 1)],
                  "stage_done": self.stage >= len(STAGES), "step": self.step,
                  "total_steps": self.total_steps, "elapsed": self.elapsed, "stage_elapsed": self.stage_elapsed,
                  "history_json": json.dumps(self.history), "config_json": json.dumps(self.cfg.to_dict()),
@@ -402,7 +403,8 @@ class Trainer:
             self.ex_codes.copy_(torch.as_tensor(ex_codes, dtype=torch.float32))
         prev = ck.meta or {}
         self.meta["initialised_from"] = {
-            "total_steps": int(prev.get("total_steps", 0)), "training_seconds": float(prev.get("training_seconds", 0.0)),
+            "total_steps": int(prev.get("total_steps", 0)),
+            "training_seconds": float(prev.get("training_seconds", 0.0)),
             "initialised_from": prev.get("initialised_from"), "n_train": n0}
 
     def checkpoint(self) -> NeuralCheckpoint:
@@ -496,7 +498,7 @@ def probe_batch(trainer: "Trainer") -> int:
     idx = torch.arange(min(trainer.batch_ids, trainer.data.n_ids))
     with trainer.autocast():
         terms = trainer.identity_losses(idx)
-        total = sum(trainer.identity_weights()[k] * v for k, v in terms.items())
+        total = cast(torch.Tensor, sum(trainer.identity_weights()[k] * v for k, v in terms.items()))
     total.backward()
     trainer.opt_id.zero_grad(set_to_none=True)
     peak = torch.cuda.max_memory_allocated(trainer.device) - base_mem
@@ -563,7 +565,8 @@ def train(data: TrainingData, cfg: NeuralConfig, out_dir, resume: bool = False, 
             state = torch.load(state_path, map_location=dev, weights_only=True)
         except Exception:
             raise StudioError(f"{state_path} is not a readable training state") from None
-        saved_cfg = NeuralConfig.from_dict(jsonio.loads(state["config_json"], f"{state_path}: the config"))  # newer keys take defaults
+        # newer keys take defaults
+        saved_cfg = NeuralConfig.from_dict(jsonio.loads(state["config_json"], f"{state_path}: the config"))
         if saved_cfg != cfg:
             raise StudioError(f"the config differs from the one {out} was trained with; resume with the same "
                               "--config")
@@ -578,8 +581,8 @@ def train(data: TrainingData, cfg: NeuralConfig, out_dir, resume: bool = False, 
     return trainer
 
 
-def default_meta(cfg: NeuralConfig, model, data: TrainingData) -> dict:
-    return {"attribution": getattr(model.meta, "attribution", ""), "source_model": model.name,
+def default_meta(cfg: NeuralConfig, model: FaceModel, data: TrainingData) -> dict:
+    return {"attribution": model.meta.attribution, "source_model": model.name,
             "source_unit": model.meta.unit, "recipe": recipe(cfg, model.name),
             "units": "x_mm = x_model * scale + center (center in mm, scale in mm per model unit)",
             "torch": torch.__version__}

@@ -25,6 +25,7 @@ from studio.core import store
 from studio.core.errors import StudioError
 from studio.core.geometry.raster import Fragments
 from studio.core.model_cache import PerModel
+from studio.core.pca import PCAModel
 from studio.core.photo import shading
 from studio.core.photo.camera import Camera, default_focal
 from studio.core.photo.contour import Contour
@@ -49,7 +50,7 @@ class Embedding:
         return np.einsum("lk,lkd->ld", self.bary, np.asarray(vertices)[self.tri_vertices])
 
 
-def _first_region(model, names) -> np.ndarray | None:
+def _first_region(model: PCAModel, names) -> np.ndarray | None:
     for n in names:
         ids = model.meta.regions.get(n)
         if ids is not None and len(ids):
@@ -57,13 +58,13 @@ def _first_region(model, names) -> np.ndarray | None:
     return None
 
 
-def fit_region(model) -> np.ndarray:
+def fit_region(model: PCAModel) -> np.ndarray:
     """Vertices compared with the photo: the front of the face (ICT: "narrow_face_area")."""
     ids = _first_region(model, ("narrow_face_area", "face", "full_face_area", "front"))
     return np.arange(model.n_vertices) if ids is None else ids
 
 
-def landmark_region(model) -> np.ndarray:
+def landmark_region(model: PCAModel) -> np.ndarray:
     """Vertices landmarks may land on: the face skin (ICT: "face"), not eyes, teeth or scalp shells."""
     ids = _first_region(model, ("face", "full_face_area", "narrow_face_area", "front"))
     return np.arange(model.n_vertices) if ids is None else ids
@@ -74,14 +75,14 @@ def _frame(vertices, focal, size, centre, extent):
     return Camera(size, size, focal, np.zeros(3), np.array([-centre[0], -centre[1], -vertices[:, 2].max() - d]))
 
 
-def _render(model, camera):
+def _render(model: PCAModel, camera):
     v = np.asarray(model.mean, float)
     img, frags = shading.render_image(v, shading.drawable_faces(model), shading.default_albedo(model),
                                       shading.ambient_light(0.5, 0.55, (0.2, 0.3, 1.0)), camera)
     return (img * 255 + 0.5).astype(np.uint8), frags
 
 
-def compute(model, progress=None) -> Embedding:
+def compute(model: PCAModel, progress=None) -> Embedding:
     """Render, detect, back-project (about a second)."""
     from studio.core.progress import report
 
@@ -158,8 +159,8 @@ def _signature(name: str) -> np.ndarray:
     return np.array([VERSION, st.st_size, st.st_mtime_ns], np.int64)
 
 
-def _store_path(model):
-    name = getattr(model, "name", None)
+def _store_path(model: PCAModel):
+    name = model.name
     try:
         if name and store.exists(name):
             return store.model_dir(name) / FILE
@@ -168,7 +169,7 @@ def _store_path(model):
     return None
 
 
-def load_or_compute(model, progress=None) -> Embedding:
+def load_or_compute(model: PCAModel, progress=None) -> Embedding:
     """The model's embedding: from the store when present and current, else computed (and stored)."""
     cached = _memory.get(model)
     if cached is not None:
@@ -219,7 +220,7 @@ class Correspondences:
         self.w[rows] = (1.0, 0.0, 0.0)
 
 
-def correspondences(model, emb: Embedding, mp_points: np.ndarray | None, use_ibug68: bool = True,
+def correspondences(model: PCAModel, emb: Embedding, mp_points: np.ndarray | None, use_ibug68: bool = True,
                     ibug68_points: np.ndarray | None = None) -> Correspondences:
     """MediaPipe points of one face → correspondences for the fit.
 
@@ -267,21 +268,22 @@ def correspondences(model, emb: Embedding, mp_points: np.ndarray | None, use_ibu
     keep = np.concatenate(weight) > 0
     corr = Correspondences(np.concatenate(vids)[keep], np.concatenate(w)[keep], np.concatenate(pts)[keep],
                            np.concatenate(weight)[keep])
-    if with_68:
+    if with_68 and lm68 is not None:
         row_of = np.cumsum(keep) - 1  # input position → row after filtering (the jaw rows are all kept)
         jaw_rows = row_of[len(keep) - 68:len(keep) - 68 + 17]
         corr.contour = _contour(model, lm68, jaw_rows)
     return corr
 
 
-def _contour(model, lm68: np.ndarray, rows: np.ndarray) -> Contour:
+def _contour(model: PCAModel, lm68: np.ndarray, rows: np.ndarray) -> Contour:
     from studio.core.photo import contour
 
     return contour.build(np.asarray(model.mean, float), lm68[list(contour.JAW)], landmark_region(model), rows,
                          np.asarray(model.mean, float)[lm68[30]])
 
 
-def model_ibug68(model, emb: Embedding, vertices: np.ndarray, embedded_brows: bool = True) -> np.ndarray | None:
+def model_ibug68(model: PCAModel, emb: Embedding, vertices: np.ndarray,
+                 embedded_brows: bool = True) -> np.ndarray | None:
     """The model's 68 iBUG points on a face of it (model coordinates): its own landmark vertices, the
     brows from the embedded Face Mesh brow contours (as the fit matches them, unless
     ``embedded_brows`` is off: a fit without Face Mesh ties them to the brow vertices); None

@@ -37,15 +37,16 @@ import numpy as np
 import torch
 
 from studio.core.errors import StudioError
-from studio.core.solvers import bounded_least_squares
-from studio.core.geometry.transforms import axis_angle_to_matrix
-from studio.core.photo.camera import Camera, default_focal, project_camera
-from studio.core.photo.embedding import Correspondences, fit_region
-from studio.core.geometry.raster import rasterize, visible_vertices
 from studio.core.geometry import vertex_normals
+from studio.core.geometry.raster import rasterize, visible_vertices
+from studio.core.geometry.transforms import axis_angle_to_matrix
+from studio.core.pca import PCAModel
+from studio.core.photo import outline
+from studio.core.photo.camera import Camera, default_focal, project_camera
+from studio.core.photo.embedding import Correspondences, fit_region, landmark_region
 from studio.core.photo.shading import sh_basis
 from studio.core.progress import report
-
+from studio.core.solvers import bounded_least_squares
 
 SIGMA_LANDMARK_FLOOR = 0.5  # px: below this, sub-pixel effects (rasterisation, blur) dominate
 
@@ -66,6 +67,9 @@ class PhotoFitOptions:
     effective_landmarks: float = 40.0
     albedo_smoothness: float = 30.0
     albedo_symmetry: float = 3.0
+    # The outline (outline.py): its points are as correlated as a detector's, so all of them
+    # together count as this many independent ones; 0 turns the cue off.
+    effective_outline: float = 30.0
     seed: int = 0
     preview_every: int = 0  # iterations between preview callbacks (0: none)
 
@@ -90,10 +94,11 @@ class PhotoFitResult:
 class _Sub:
     """The part of the model the fit evaluates: face region + landmark vertices, all position groups."""
 
-    def __init__(self, model, corr: Correspondences):
+    def __init__(self, model: PCAModel, corr: Correspondences):
         region = fit_region(model)
-        outline = corr.contour.all_vertices() if corr.contour is not None else np.zeros(0, np.int64)
-        ids = np.unique(np.concatenate([region, corr.vids.reshape(-1), outline]))
+        jaw_lines = corr.contour.all_vertices() if corr.contour is not None else np.zeros(0, np.int64)
+        face = landmark_region(model)  # wider than the fit region: the cheeks and temples make the outline
+        ids = np.unique(np.concatenate([region, face, corr.vids.reshape(-1), jaw_lines]))
         self.ids = ids
         remap = np.full(model.n_vertices, -1, np.int64)
         remap[ids] = np.arange(len(ids))
@@ -104,6 +109,9 @@ class _Sub:
         inreg = np.zeros(model.n_vertices, bool)
         inreg[region] = True
         self.photo_mask = torch.as_tensor(inreg[ids])  # vertices compared with the photo
+        inface = np.zeros(model.n_vertices, bool)
+        inface[face] = True
+        self.outline_ok = inface[ids]  # vertices that may form the outline matched to the photo's edges
         self.mean = torch.as_tensor(np.asarray(model.mean, np.float32)[ids])
         self.groups = [g for g in model.groups if g.affects == "position"]
         self.bases = {g.name: torch.as_tensor(model.basis(g.name)[:, ids].reshape(g.size, -1)) for g in self.groups}
@@ -142,7 +150,7 @@ class _Sub:
         return (v[self.lm_vids] * self.lm_w[..., None]).sum(1)
 
 
-def _scale_of(model) -> float:
+def _scale_of(model: PCAModel) -> float:
     """A length that says how big the model's face is in its own unit (for step sizes)."""
     v = np.asarray(model.mean)[fit_region(model)]
     return float(np.ptp(v[:, 0])) or 1.0
@@ -174,8 +182,8 @@ def _pose_from_landmarks(P: np.ndarray, x: np.ndarray, wts: np.ndarray, cam: Cam
         opt = torch.optim.LBFGS([r, t], lr=1.0, max_iter=60, line_search_fn="strong_wolfe")
 
         def closure():
-            opt.zero_grad()
-            pc = P_t @ axis_angle_to_matrix(r).T + t
+            opt.zero_grad()  # noqa: B023  (the closure runs inside this iteration's opt.step)
+            pc = P_t @ axis_angle_to_matrix(r).T + t  # noqa: B023
             xy, _ = project_camera(pc, cam.focal, cx, cy)
             loss = (w_t[:, None] * (xy - x_t) ** 2).sum()
             loss.backward()
@@ -209,7 +217,7 @@ def _landmark_system(sub: _Sub, corr: Correspondences, cam: Camera, coeffs: dict
     f = cam.focal
     w = torch.as_tensor(corr.w, dtype=torch.float64)
     vids = sub.lm_vids
-    cols, lower, upper, prior_w, names, theta0 = [], [], [], [], [], []
+    cols, lower, upper, prior_w, names, theta_parts = [], [], [], [], [], []
     for g in sub.groups:
         B = sub.bases[g.name].double().reshape(g.size, -1, 3)
         cols.append((B[:, vids] * w[None, ..., None]).sum(2).numpy())  # (k, L, 3)
@@ -217,9 +225,9 @@ def _landmark_system(sub: _Sub, corr: Correspondences, cam: Camera, coeffs: dict
         upper.append(g.upper)
         prior_w.append(1.0 / np.asarray(g.sigma, float) if g.prior == "normal" else np.full(g.size, 1.0 / expr_sigma))
         names.append((g.name, g.size))
-        theta0.append(np.asarray(coeffs[g.name], float))
+        theta_parts.append(np.asarray(coeffs[g.name], float))
     A = np.concatenate(cols, 0)  # (K, L, 3) model-space basis at the landmarks
-    theta0 = np.concatenate(theta0)
+    theta0 = np.concatenate(theta_parts)
     mean_lm = (sub.mean.double()[vids] * w[..., None]).sum(1).numpy()
     p0 = mean_lm + np.einsum("k,klj->lj", theta0, A)  # current landmark points (model space)
     rp = p0 @ R.T
@@ -287,7 +295,7 @@ def _landmark_gauss_newton(sub: _Sub, corr: Correspondences, cam: Camera, coeffs
     return coeffs, cam, rss, dof
 
 
-def fit_landmarks(model, corr: Correspondences, width: int, height: int, options: PhotoFitOptions,
+def fit_landmarks(model: PCAModel, corr: Correspondences, width: int, height: int, options: PhotoFitOptions,
                   sub: _Sub | None = None, progress=None):
     """Stages 1 and 2: pose from the mean face, then pose, shape and expression together.
 
@@ -359,7 +367,7 @@ def _sample(img_t: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
                                            align_corners=False)[0, :, 0].T
 
 
-def fit_photo(model, image: np.ndarray, corr: Correspondences, options: PhotoFitOptions | None = None,
+def fit_photo(model: PCAModel, image: np.ndarray, corr: Correspondences, options: PhotoFitOptions | None = None,
               progress=None, preview: Callable[[np.ndarray], None] | None = None) -> PhotoFitResult:
     """Fit ``model`` to ``image`` (H, W, 3 uint8) given landmark correspondences."""
     from studio.core import threads
@@ -371,7 +379,7 @@ def fit_photo(model, image: np.ndarray, corr: Correspondences, options: PhotoFit
         return _fit_photo(model, image, corr, options, progress, preview)
 
 
-def _fit_photo(model, image, corr, options, progress, preview) -> PhotoFitResult:
+def _fit_photo(model: PCAModel, image, corr, options, progress, preview) -> PhotoFitResult:
     torch.manual_seed(options.seed)
     t_start = time.perf_counter()
     H, W = image.shape[:2]
@@ -409,7 +417,8 @@ def _fit_photo(model, image, corr, options, progress, preview) -> PhotoFitResult
                      landmark_sigma_px=float(sigma_lm))
 
 
-def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, sigma_lm, options, progress, preview):
+def _analysis_by_synthesis(model: PCAModel, sub: _Sub, image, corr, coeffs, cam: Camera, sigma_lm, options, progress,
+                           preview):
     dt = torch.float32
     n_iter = max(int(options.iterations), 10)
     scale = _scale_of(model)
@@ -428,7 +437,7 @@ def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, s
     n_sub = len(sub.ids)
     photo_mask = sub.photo_mask
     # Albedo: colour PCA if the model has one, else per vertex with smoothness + symmetry priors.
-    colour_groups = [g for g in model.groups if g.affects == "color"] if getattr(model, "color_mean", None) is not None else []
+    colour_groups = [g for g in model.groups if g.affects == "color"] if model.has_colors else []
     if colour_groups:
         cmean = torch.as_tensor(np.asarray(model.color_mean, np.float32)[sub.ids])
         cbases = {g.name: torch.as_tensor(model.basis(g.name)[:, sub.ids].reshape(g.size, -1)) for g in colour_groups}
@@ -452,6 +461,8 @@ def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, s
     blur_px = max(1.0, face_px / 250.0)
     # the photo blurred for the coarse phases (σ in units of ~1/250 of the face's size)
     imgs = {k: _image_tensor(image, k * blur_px) for k in (3.0, 1.5, 0.0)}
+    edges = outline.edge_field(image, 1.5 * blur_px) if options.effective_outline > 0 else None
+    sigma_out, reach_out = 2.0 * blur_px, outline.REACH * face_px
 
     def geometry():
         v = sub.vertices(var)
@@ -469,12 +480,16 @@ def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, s
         n = vertex_normals(vc.detach(), sub.faces)
         view = -vc.detach() / vc.detach().norm(dim=1, keepdim=True)
         facing = (n * view).sum(1) > 0.25
-        return torch.as_tensor(vis) & facing & photo_mask
+        rim = np.zeros(0, np.int64)
+        if options.effective_outline > 0:
+            rim = outline.outline_vertices(xy_np, n.double().numpy(), view.double().numpy(), vis, frags.mask,
+                                           sub.outline_ok)
+        return torch.as_tensor(vis) & facing & photo_mask, rim
 
     # Initial albedo: observed colour / initial shading, spread smoothly (per-vertex case only).
     with torch.no_grad():
         v, vc, xy, depth = geometry()
-        vis = visibility(vc, xy, depth)
+        vis, rim = visibility(vc, xy, depth)
         obs = _sample(imgs[3.0], xy)
         if vis.sum() < 30:
             raise StudioError("too little of the face is visible to compare with the photo")
@@ -499,16 +514,16 @@ def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, s
     history = []
     starts = np.cumsum([0] + [int(round(p[0] * n_iter)) for p in phases])
     vis = None
-    for phase, (frac, blur, release) in enumerate(phases):
+    for phase, (_frac, blur, release) in enumerate(phases):
         img_t = imgs[blur]
         p_iters = starts[phase + 1] - starts[phase]
-        for k in range(p_iters):
+        for _ in range(p_iters):
             progress_frac = it / n_iter
             sigma_i = sig_hi * (sig_lo / sig_hi) ** progress_frac  # geometric decay high → low
             if vis is None or it % 20 == 0:  # visibility changes slowly; the z-buffer is the costly part
                 with torch.no_grad():
                     v, vc, xy, depth = geometry()
-                    vis = visibility(vc, xy, depth)
+                    vis, rim = visibility(vc, xy, depth)
                     R_now = axis_angle_to_matrix(rot).double().numpy()
                     sub.retie_contour(v, R_now, (trans0 + dtrans * scale).numpy(), f)
             opt.zero_grad()
@@ -527,7 +542,7 @@ def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, s
             lm_c = lm @ axis_angle_to_matrix(rot).to(dt).T + (trans0 + dtrans * scale).to(dt)
             lm_xy, _ = project_camera(lm_c, f, cx, cy)
             e_lm = 0.5 * (w_t[:, None] * (lm_xy - x_t) ** 2).sum() / sigma_lm ** 2
-            e_prior = 0.0
+            e_prior = torch.zeros((), dtype=dt)
             for g in groups:
                 c = var[g.name]
                 if g.prior == "normal":
@@ -542,7 +557,8 @@ def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, s
             if a_free is not None:
                 e_alb = (options.albedo_smoothness * ((a_free[ei] - a_free[ej]) ** 2).sum(1).mean() * n_sub
                          + options.albedo_symmetry * ((a_free[mi] - a_free[mj]) ** 2).sum(1).mean() * n_sub) / 10.0
-            loss = e_img + e_lm + e_prior + e_light + e_alb
+            e_out = _outline_energy(edges, rim, xy, n, options.effective_outline, sigma_out, reach_out)
+            loss = e_img + e_lm + e_prior + e_light + e_alb + e_out
             loss.backward()
             # First components first: the gradient of components not yet released is dropped.
             for g in groups:
@@ -556,7 +572,8 @@ def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, s
                     gr.zero_()
             if release == 0:
                 for p in (rot, dtrans):
-                    p.grad.zero_()
+                    if p.grad is not None:  # set by backward()
+                        p.grad.zero_()
             opt.step()
             with torch.no_grad():
                 for g in groups:
@@ -582,9 +599,26 @@ def _analysis_by_synthesis(model, sub: _Sub, image, corr, coeffs, cam: Camera, s
         a = albedo_of().double().numpy()
     full = np.tile(np.median(a, 0), (model.n_vertices, 1))
     full[sub.ids] = a
+    out: np.ndarray | dict = full
     if colour_groups:
-        full = {"albedo": full, "params": {k: c.detach().double().numpy() for k, c in cvar.items()}}
-    return coeffs, cam, light.detach().double().numpy(), full
+        out = {"albedo": full, "params": {k: c.detach().double().numpy() for k, c in cvar.items()}}
+    return coeffs, cam, light.detach().double().numpy(), out
+
+
+def _outline_energy(edges, rim: np.ndarray, xy: torch.Tensor, normals: torch.Tensor, effective: float,
+                    sigma_px: float, reach_px: float):
+    """½Σ|x − nearest edge|²/σ² over the outline vertices whose match is accepted, scaled so that
+    all of them together count as ``effective`` independent points."""
+    if edges is None or len(rim) == 0:
+        return 0.0
+    x = xy[rim]
+    n2 = outline.normal_2d(x.detach().double().numpy(), normals[rim].detach().double().numpy())
+    target, ok = edges.match(x.detach().double().numpy(), n2, reach_px)
+    k = int(ok.sum())
+    if k == 0:
+        return 0.0
+    d = x[ok] - torch.as_tensor(target[ok], dtype=x.dtype)
+    return 0.5 * (effective / max(k, effective)) * (d ** 2).sum() / sigma_px ** 2
 
 
 def _preview_image(image, sub: _Sub, vc, xy, depth, colours, cam: Camera, alpha: float = 0.6) -> np.ndarray:

@@ -92,7 +92,8 @@ def prepare_image(img: np.ndarray, what: str = "the photo") -> np.ndarray:
         from skimage.transform import resize
 
         s = MAX_SIDE / max(h, w)
-        img = (resize(img, (round(h * s), round(w * s)), anti_aliasing=True, preserve_range=True) + 0.5).astype(np.uint8)
+        img = (resize(img, (round(h * s), round(w * s)), anti_aliasing=True, preserve_range=True)
+               + 0.5).astype(np.uint8)
     return np.ascontiguousarray(img)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from studio.core.pca import PCAModel
+
 _C0, _C1, _C2, _C3, _C4 = 0.282095, 0.488603, 1.092548, 0.315392, 0.546274
 
 
@@ -51,10 +53,10 @@ _REGION_TINTS = {"iris": (0.25, 0.16, 0.10), "sclera": (0.85, 0.83, 0.80), "teet
 OVERLAY_WORDS = ("eyelash", "occlusion", "lacrimal", "eye_blend")
 
 
-def default_albedo(model) -> np.ndarray:
+def default_albedo(model: PCAModel) -> np.ndarray:
     """Per-vertex albedo for models without colour: skin, with eyes/teeth/mouth tinted by region name."""
     n = model.n_vertices
-    if getattr(model, "color_mean", None) is not None:
+    if model.has_colors:
         return np.asarray(model.color_mean, float).copy()
     albedo = np.tile(SKIN_ALBEDO, (n, 1))
     for name, ids in model.meta.regions.items():
@@ -64,7 +66,7 @@ def default_albedo(model) -> np.ndarray:
     return albedo
 
 
-def paint_pupils(albedo: np.ndarray, vertices: np.ndarray, model, iris=(0.25, 0.15, 0.08)) -> None:
+def paint_pupils(albedo: np.ndarray, vertices: np.ndarray, model: PCAModel, iris=(0.25, 0.15, 0.08)) -> None:
     """An iris and a dark pupil on the front of each eyeball, in place (a model's own iris regions
     are not the front cap, so its eyes render blank): a disc about 40 % of the eyeball's width, the
     pupil a third of it."""
@@ -83,7 +85,7 @@ def paint_pupils(albedo: np.ndarray, vertices: np.ndarray, model, iris=(0.25, 0.
         albedo[ids[near & (d < r / 3)]] = 0.03
 
 
-def regions_named(model, words) -> np.ndarray:
+def regions_named(model: PCAModel, words) -> np.ndarray:
     """(n,) bool: the vertices of every region whose name contains one of ``words``."""
     mask = np.zeros(model.n_vertices, bool)
     for name, ids in model.meta.regions.items():
@@ -92,7 +94,7 @@ def regions_named(model, words) -> np.ndarray:
     return mask
 
 
-def drawable_faces(model) -> np.ndarray:
+def drawable_faces(model: PCAModel) -> np.ndarray:
     """The model's triangles minus translucent overlay shells (see ``OVERLAY_WORDS``)."""
     faces = np.asarray(model.faces, np.int64)
     hide = regions_named(model, OVERLAY_WORDS)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from studio.core.pca import PCAModel
 from studio.core.photo import shading
 from studio.core.photo.camera import Camera, default_focal, euler_to_matrix, matrix_to_axis_angle
 from studio.core.photo.embedding import landmark_region
@@ -31,9 +32,10 @@ class SyntheticPhoto:
     vertices: np.ndarray  # (n, 3) ground-truth face (model coordinates)
 
 
-def random_albedo(model, rng: np.random.Generator, params=None) -> np.ndarray:
-    if getattr(model, "color_mean", None) is not None:
-        return np.clip(model.colors(params or {}), 0, 1)
+def random_albedo(model: PCAModel, rng: np.random.Generator, params=None) -> np.ndarray:
+    colors = model.colors(params or {}) if model.has_colors else None
+    if colors is not None:
+        return np.clip(colors, 0, 1)
     v = np.asarray(model.mean, float)
     n = len(v)
     w = rng.dirichlet(np.ones(len(SKIN_TONES)) * 0.7)
@@ -67,7 +69,7 @@ def random_albedo(model, rng: np.random.Generator, params=None) -> np.ndarray:
 HAIR_COLOURS = np.array([[0.06, 0.04, 0.03], [0.20, 0.12, 0.07], [0.45, 0.30, 0.15], [0.55, 0.52, 0.50]])
 
 
-def _hair_and_brows(albedo, v, lm, model, rng, scale) -> None:
+def _hair_and_brows(albedo, v, lm, model: PCAModel, rng, scale) -> None:
     """Brows as dark bands along the brow landmarks, hair on the scalp above a random hair line: what
     a detector looks for in a face, and what it must not mistake for one."""
     hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.8, 1.2)
@@ -95,7 +97,7 @@ def random_light(rng: np.random.Generator) -> np.ndarray:
     return L * tint[None]
 
 
-def random_params(model, rng: np.random.Generator, n_expressions: int = 4, max_weight: float = 0.6) -> dict:
+def random_params(model: PCAModel, rng: np.random.Generator, n_expressions: int = 4, max_weight: float = 0.6) -> dict:
     params = model.sample(rng)
     for g in model.groups:
         if g.prior == "box":
@@ -105,11 +107,16 @@ def random_params(model, rng: np.random.Generator, n_expressions: int = 4, max_w
     return params
 
 
-def render_photo(model, rng: np.random.Generator, size: int = 512, yaw_range: float = 30.0, n_expressions: int = 4,
+def render_photo(model: PCAModel, rng: np.random.Generator, size: int = 512, yaw_range: float = 30.0,
+                 n_expressions: int = 4,
                  focal_jitter: float = 0.15, noise: float = 2.0 / 255,
-                 face_fraction: tuple[float, float] = (0.45, 0.6), max_weight: float = 0.6) -> SyntheticPhoto:
-    """``face_fraction``: the face's width as a share of the photo's (drawn in this range)."""
-    params = random_params(model, rng, n_expressions, max_weight)
+                 face_fraction: tuple[float, float] = (0.45, 0.6), max_weight: float = 0.6,
+                 params: dict | None = None, geometry=None, light: np.ndarray | None = None) -> SyntheticPhoto:
+    """``face_fraction``: the face's width as a share of the photo's (drawn in this range).
+    ``params``: the face to draw (default: random). ``geometry(vertices, albedo) → (vertices,
+    faces, albedo)``: what is rendered instead of the model's own mesh (the detail bench renders a
+    densified mesh with wrinkles). ``light``: (9, 3) SH light (default: random)."""
+    params = random_params(model, rng, n_expressions, max_weight) if params is None else params
     v = model.vertices(params).astype(float)
     R = euler_to_matrix(rng.uniform(-yaw_range, yaw_range), rng.uniform(-10, 10), rng.uniform(-5, 5))
     focal = default_focal(size, size) * rng.uniform(1 - focal_jitter, 1 + focal_jitter)
@@ -120,7 +127,7 @@ def render_photo(model, rng: np.random.Generator, size: int = 512, yaw_range: fl
     t = -R @ centre + np.array([rng.uniform(-0.04, 0.04) * width, rng.uniform(-0.04, 0.04) * width, -dist])
     cam = Camera(size, size, focal, matrix_to_axis_angle(R), t)
     albedo = random_albedo(model, rng, params)
-    light = random_light(rng)
+    light = random_light(rng) if light is None else light
     yy, xx = np.mgrid[0:size, 0:size] / size
     c0, c1 = rng.uniform(0.1, 0.8, 3), rng.uniform(0.1, 0.8, 3)
     bg = c0[None, None] * (1 - yy[..., None]) + c1[None, None] * yy[..., None] + 0.05 * xx[..., None]
@@ -129,7 +136,8 @@ def render_photo(model, rng: np.random.Generator, size: int = 512, yaw_range: fl
         g = np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2 * r * r))
         bg = bg + g[..., None] * rng.normal(0, 0.15, 3)
     bg = np.clip(bg, 0, 1)
-    img, _ = shading.render_image(v, shading.drawable_faces(model), albedo, light, cam, background=bg)
+    rv, rf, ra = (v, shading.drawable_faces(model), albedo) if geometry is None else geometry(v, albedo)
+    img, _ = shading.render_image(rv, rf, ra, light, cam, background=bg)
     img = img + rng.normal(0, noise, img.shape)
     img8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     return SyntheticPhoto(img8, params, cam, light, albedo, v)

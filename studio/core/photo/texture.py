@@ -19,6 +19,7 @@ from studio.core.atomic import check_writable, write_bytes
 from studio.core.errors import StudioError
 from studio.core.facemodel import Mesh
 from studio.core.geometry.raster import rasterize, visible_vertices
+from studio.core.pca import PCAModel
 from studio.core.photo.shading import default_albedo, drawable_faces, regions_named
 
 EYE_WORDS = ("eyeball", "iris", "sclera", "pupil", "cornea")  # region names of the eyes
@@ -39,7 +40,7 @@ def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return np.stack([map_coordinates(f[..., c], coords, order=1, mode="nearest") for c in range(3)], 1)
 
 
-def photo_texture(model, vertices: np.ndarray, camera, image: np.ndarray, size: int = 1024,
+def photo_texture(model: PCAModel, vertices: np.ndarray, camera, image: np.ndarray, size: int = 1024,
                   uv_texture: bool = True) -> PhotoTexture:
     faces = drawable_faces(model)
     xy, depth = camera.project(vertices)
@@ -70,7 +71,7 @@ def photo_texture(model, vertices: np.ndarray, camera, image: np.ndarray, size: 
     colors[eye_vis] = _bilinear(image, xy[eye_vis])
     vis = skin_vis | eye_vis
     tex = None
-    if uv_texture and getattr(model, "uv", None) is not None and getattr(model, "face_uv", None) is not None:
+    if uv_texture and model.uv is not None and model.face_uv is not None:
         uv = np.asarray(model.uv, float)
         fuv = np.asarray(model.face_uv, np.int64)
         allf = np.asarray(model.faces, np.int64)
@@ -104,14 +105,15 @@ def _dilate(tex: np.ndarray, mask: np.ndarray, steps: int = 4) -> np.ndarray:
     return out
 
 
-def write_textured(path: str | Path, model, vertices: np.ndarray, texture: PhotoTexture, force: bool = False) -> list[Path]:
+def write_textured(path: str | Path, model: PCAModel, vertices: np.ndarray, texture: PhotoTexture,
+                   force: bool = False) -> list[Path]:
     """``.obj``: OBJ (+ .mtl + .png when there is a UV texture); ``.glb``: vertex-coloured GLB."""
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in (".obj", ".glb"):
         raise StudioError(f"--mesh must end in .obj or .glb, not '{path.suffix or path.name}'")
     mesh = Mesh(np.asarray(vertices, float), np.asarray(model.faces), texture.vertex_colors,
-                getattr(model, "uv", None), getattr(model, "face_uv", None))
+                model.uv, model.face_uv)
     if ext == ".glb":
         from studio.core.export import export_mesh
 
@@ -124,14 +126,15 @@ def write_textured(path: str | Path, model, vertices: np.ndarray, texture: Photo
         check_writable(p, force)
     mesh.face_material = np.zeros(len(mesh.faces), np.int64)
     mesh.materials = ("photo",)
-    data = obj_bytes(mesh_arrays(mesh), getattr(model.meta, "attribution", "") or "")
+    data = obj_bytes(mesh_arrays(mesh), model.meta.attribution)
     if texture.image is not None:
         import imageio.v3 as iio
 
         buf = io.BytesIO()
         iio.imwrite(buf, texture.image, extension=".png")
         write_bytes(png, buf.getvalue(), force)
-        write_bytes(mtl, (f"newmtl photo\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {png.name}\n").encode(), force)
+        material = f"newmtl photo\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {png.name}\n"
+        write_bytes(mtl, material.encode(), force)
         data = f"mtllib {mtl.name}\n".encode() + data
     write_bytes(path, data, force)
     return outputs

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from studio.core.facemodel import FaceModel
 from studio.core.fitting.verdict import Verdict, plausibility
 
 MAX_LANDMARK_ERROR = 0.08  # median fitted ↔ detected distance, × the eye distance (fits that follow
 # the face: 2-4 %; a pose off by 20° or a face the model cannot take: above 10 %)
 
 
-def judge(model, params: dict, landmark_error: np.ndarray, interocular_px: float) -> Verdict:
+def judge(model: FaceModel, params: dict, landmark_error: np.ndarray, interocular_px: float) -> Verdict:
     """``landmark_error``: per-landmark distance (px) between the fitted and the detected points."""
     v = Verdict(True)
     err = float(np.median(landmark_error) / max(interocular_px, 1e-9))

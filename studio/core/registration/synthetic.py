@@ -13,9 +13,10 @@ from studio.core.facemodel import UNIT_TO_MM
 from studio.core.fitting.align import Similarity
 from studio.core.fitting.linear_scan import region_vertices
 from studio.core.fitting.scan_io import Scan, mesh_normals
-from studio.core.geometry.surface import boundary_vertices
 from studio.core.fitting.synthetic import random_params
 from studio.core.geometry import vertex_normals
+from studio.core.geometry.surface import boundary_vertices
+from studio.core.pca import PCAModel
 
 
 @dataclass
@@ -26,7 +27,7 @@ class TruthScan:
     bump: np.ndarray  # vertex ids the bump raises by more than 10 % of its height
 
 
-def cheek_centre(model) -> np.ndarray:
+def cheek_centre(model: PCAModel) -> np.ndarray:
     """A vertex on the left cheek of the mean face: the one nearest the point between the jaw and
     the nose's wing (iBUG 68 landmarks 2 and 31; that point lies inside the head), or the face's
     leftmost-forward vertex for models without them."""
@@ -40,7 +41,7 @@ def cheek_centre(model) -> np.ndarray:
     return face[np.argmax(face[:, 0] + face[:, 2])]
 
 
-def bumped(model, vertices: np.ndarray, height_mm: float = 3.0, radius_mm: float = 5.0):
+def bumped(model: PCAModel, vertices: np.ndarray, height_mm: float = 3.0, radius_mm: float = 5.0):
     """``vertices`` raised along their normals by a Gaussian bump on the cheek: (new vertices, ids)."""
     mm = UNIT_TO_MM[model.meta.unit]
     face = region_vertices(model, "face")
@@ -51,7 +52,7 @@ def bumped(model, vertices: np.ndarray, height_mm: float = 3.0, radius_mm: float
     return out, face[h > 0.1 * height_mm]
 
 
-def truth_scan(model, seed: int, bump_mm: float = 3.0, noise_mm: float = 0.2, holes: int = 3,
+def truth_scan(model: PCAModel, seed: int, bump_mm: float = 3.0, noise_mm: float = 0.2, holes: int = 3,
                expressions: int = 0, unit: str | None = None) -> TruthScan:
     """A face-mask mesh of a random face of ``model`` (``expressions`` blendshapes partly on) with
     the cheek bump (0: none), ``holes`` holes (not on the bump), vertex noise, random pose and unit."""

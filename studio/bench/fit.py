@@ -32,26 +32,6 @@ import numpy as np
 SCAN_SEED0 = 1_000_000  # above every neural training / held-out seed (see the module docstring)
 
 
-def add_command(bsub) -> None:
-    p = bsub.add_parser("fit", help="scan fitting: time and face-region RMS error against ground truth",
-                        description="Fit synthetic single-view scans (50k points, 0.5 mm noise, 20%% outliers, "
-                                    "random similarity transform) made from faces the model never saw.")
-    p.add_argument("--model", help="model (default: 'ict' if imported, else a synthetic test model)")
-    p.add_argument("--trials", type=int, default=5)
-    p.add_argument("--points", type=int, default=50_000)
-    p.add_argument("--noise", type=float, default=0.5, help="noise σ in mm")
-    p.add_argument("--outliers", type=float, default=0.2, help="fraction of outlier points")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--neural", default="neural",
-                   help="neural model fitted to the same scans (default: the shipped 'neural'); 'none' skips it")
-    p.add_argument("--busy", action="store_true",
-                   help="run a CPU load (a separate process keeping one core busy) beside the fits")
-    p.add_argument("--no-shapes", dest="shapes", action="store_false",
-                   help="skip the full heads, expressive face masks and non-metric scales (bench_fit_shapes)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=bench_fit)
-
-
 def _spin(stop, started, parent: int) -> None:
     """The ``--busy`` load: plain Python arithmetic on one core until ``stop`` is set or the bench
     process has gone."""
@@ -154,41 +134,45 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
-def bench_fit(a) -> int:
+def main(model=None, trials: int = 5, points: int = 50_000, noise: float = 0.5, outliers: float = 0.2,
+         seed: int = 0, neural: str = "neural", busy: bool = False, shapes: bool = True,
+         as_json: bool = False) -> int:
+    """``studio bench fit``: measure, print the table, and with ``as_json`` one JSON line last."""
     from studio.core import store
     from studio.core.errors import StudioError
     from studio.core.fitting.synthetic import face_like_model
     from studio.core.registry import open_model
     from studio.core.threads import available_cores, fit_threads
 
-    if a.trials < 1:
+    if trials < 1:
         raise StudioError("--trials must be at least 1")
-    if a.points < 1000:
+    if points < 1000:
         raise StudioError("--points must be at least 1000")
-    name = a.model or ("ict" if store.exists("ict") else None)
+    name = model or ("ict" if store.exists("ict") else None)
     model = open_model(name) if name else face_like_model()
     if getattr(model, "kind", "") != "pca":
         raise StudioError(f"'{model.name}' is not a linear model: the bench draws its scans from a linear model "
                           "(--model) and fits the neural one (--neural) to the same scans")
-    neural, why = _neural_for(model, a.neural)
-    with busy_load(a.busy):
-        res = run_trials(model, a.trials, a.points, a.noise, a.outliers, a.seed, neural)
+    neural, why = _neural_for(model, neural)
+    with busy_load(busy):
+        res = run_trials(model, trials, points, noise, outliers, seed, neural)
     lin, neu = res["linear"], res.get("neural")
     result = {"bench": "fit", "model": model.name, "vertices": int(model.n_vertices),
               "components": int(sum(g.size for g in model.groups if g.affects == "position")),
-              "points": a.points, "noise_mm": a.noise, "outliers": a.outliers, "trials": a.trials,
-              "busy": bool(a.busy), "cores": available_cores(), "fit_threads": fit_threads(),
+              "points": points, "noise_mm": noise, "outliers": outliers, "trials": trials,
+              "busy": bool(busy), "cores": available_cores(), "fit_threads": fit_threads(),
               "linear": lin, "neural": {"available": True, "model": neural.name, **neu} if neu else
               {"available": False, "reason": why}}
     print(f"model {model.name}: {model.n_vertices} vertices, {result['components']} position components; "
-          f"{a.trials} synthetic single-view scans of {a.points:,} points, {a.noise} mm noise, "
-          f"{100 * a.outliers:.0f}% outliers, random similarity and unit")
+          f"{trials} synthetic single-view scans of {points:,} points, {noise} mm noise, "
+          f"{100 * outliers:.0f}% outliers, random similarity and unit")
     print(f"{available_cores()} cores, {fit_threads()} thread(s) per fit"
-          + ("; busy: a process kept one core busy beside the fits" if a.busy else ""))
+          + ("; busy: a process kept one core busy beside the fits" if busy else ""))
     na = "—" if neu else "not available"
     col = lambda k, f: f(neu[k]) if neu and k in neu else na  # noqa: E731
     print(f"{'':30}{'linear':>12}{'neural':>16}")
-    print(f"{'fit time (median)':30}{lin['seconds_median']:>10.2f} s{col('seconds_median', lambda v: f'{v:.2f} s'):>16}")
+    print(f"{'fit time (median)':30}{lin['seconds_median']:>10.2f} s"
+          f"{col('seconds_median', lambda v: f'{v:.2f} s'):>16}")
     print(f"{'  cpu time (median)':30}{lin['cpu_seconds_median']:>10.2f} s"
           f"{col('cpu_seconds_median', lambda v: f'{v:.2f} s'):>16}")
     print(f"{'face RMS, vertices (median)':30}{lin['rms_mm_median']:>9.2f} mm{'—':>16}")
@@ -198,19 +182,19 @@ def bench_fit(a) -> int:
           f"{col('surface_rms_mm_median', lambda v: f'{v:.2f} mm'):>16}")
     print(f"{'face RMS, to surface (worst)':30}{lin['surface_rms_mm_max']:>9.2f} mm"
           f"{col('surface_rms_mm_max', lambda v: f'{v:.2f} mm'):>16}")
-    print(f"{'unit detected':30}{lin['units_detected']:>7}/{a.trials:<4}")
+    print(f"{'unit detected':30}{lin['units_detected']:>7}/{trials:<4}")
     if not neu:
         print(f"neural: {why}")
-    if a.shapes:
-        from studio.cli import bench_fit_shapes as shapes
+    if shapes:
+        from studio.bench import fit_shapes
 
         print("the shapes users bring, each written to a file and fitted as `studio fit scan` does "
-              f"({shapes.NOISE_MM} mm vertex noise, random pose):")
-        with busy_load(a.busy):
-            rows = shapes.run_shapes(model, neural, a.seed)
-        shapes.print_table(rows)
-        result["shapes"] = {k: {"summary": shapes.summary(v), "scans": v} for k, v in rows.items()}
-    if a.json:
+              f"({fit_shapes.NOISE_MM} mm vertex noise, random pose):")
+        with busy_load(busy):
+            rows = fit_shapes.run_shapes(model, neural, seed)
+        fit_shapes.print_table(rows)
+        result["shapes"] = {k: {"summary": fit_shapes.summary(v), "scans": v} for k, v in rows.items()}
+    if as_json:
         print(json.dumps(result))
     return 0
 

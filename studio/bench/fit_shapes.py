@@ -32,7 +32,7 @@ CASES = (  # name, part, expression, unit, scale
     ("mask, 0.37x mm", "mask", None, "mm", 0.37),
 )
 NOISE_MM = 0.3  # on every vertex: a scanner's noise
-SHAPE_SEED0 = 2_000_000  # faces no neural training run or other bench uses (see bench_fit.SCAN_SEED0)
+SHAPE_SEED0 = 2_000_000  # faces no neural training run or other bench uses (see studio.bench.fit.SCAN_SEED0)
 
 
 def run_shapes(model, neural=None, seed: int = 0, progress=None) -> dict:

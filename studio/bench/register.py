@@ -13,44 +13,30 @@ import numpy as np
 from studio.core.errors import StudioError
 
 
-def add_command(bsub) -> None:
-    p = bsub.add_parser("register", help="registration: scans per minute on 1 and 2 Dask workers, and the "
-                        "built model's held-out reconstruction RMS against the source model's",
-                        description="Registers SCANS synthetic face-mask scans of unseen faces of the model (0.2 mm "
-                                    "noise, holes, random pose and unit) with 2 workers, the first SPEED of them "
-                                    "again with 1 worker, builds a PCA model from the registered meshes (--variance) "
-                                    "and reconstructs HELD-OUT faces with it and with the source model truncated to "
-                                    "the same number of components (least squares over the face region).")
-    p.add_argument("--model", default="ict", help="linear model (default: ict)")
-    p.add_argument("--scans", type=int, default=60)
-    p.add_argument("--speed-scans", type=int, default=10, help="scans timed on 1 worker (0: skip that run)")
-    p.add_argument("--held-out", type=int, default=10)
-    p.add_argument("--variance", type=float, default=0.98, help="variance the built model keeps")
-    p.add_argument("--out", help="keep the scans and registrations here (default: a temporary folder)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=bench_register)
-
-
-def bench_register(a) -> int:
+def main(model: str = "ict", scans: int = 60, speed_scans: int = 10, held: int = 10, variance: float = 0.98,
+         out=None, as_json: bool = False) -> int:
+    """``studio bench register``: measure, print the figures, and with ``as_json`` one JSON line last."""
     from studio.core.registry import open_model
 
-    if a.scans < 3 or a.held_out < 1 or a.speed_scans < 0 or a.speed_scans > a.scans:
+    if scans < 3 or held < 1 or speed_scans < 0 or speed_scans > scans:
         raise StudioError("need --scans ≥ 3, --held-out ≥ 1 and 0 ≤ --speed-scans ≤ --scans")
-    model = open_model(a.model)
+    name, model = model, open_model(model)
     with tempfile.TemporaryDirectory(prefix="bench-register-") as tmp:
-        root = Path(a.out or tmp)
-        r = run(model, a.model, root, a.scans, a.speed_scans, a.held_out, a.variance)
-    print(f"registered {r['registered_ok']}/{r['scans']} scans; vertex RMS against the truth {r['registered_rms_mm']:.3f} mm")
+        root = Path(out or tmp)
+        r = measure(model, name, root, scans, speed_scans, held, variance)
+    print(f"registered {r['registered_ok']}/{r['scans']} scans; vertex RMS against the truth "
+          f"{r['registered_rms_mm']:.3f} mm")
     for w, spm in r["scans_per_minute"].items():
         print(f"{w} worker(s): {spm:.1f} scans per minute")
     print(f"built model ({r['components']} components): held-out RMS {r['built_rms_mm']:.3f} mm; "
-          f"{model.name} truncated to {r['components']}: {r['source_truncated_rms_mm']:.3f} mm (ratio {r['ratio']:.2f})")
-    if a.json:
+          f"{model.name} truncated to {r['components']}: {r['source_truncated_rms_mm']:.3f} mm "
+          f"(ratio {r['ratio']:.2f})")
+    if as_json:
         print(json.dumps(r))
     return 0
 
 
-def run(model, model_name: str, root: Path, n_scans: int, n_speed: int, n_held: int, variance: float) -> dict:
+def measure(model, model_name: str, root: Path, n_scans: int, n_speed: int, n_held: int, variance: float) -> dict:
     from studio.core.registration.synthetic import truth_scan, write_scan
     from studio.jobs.register import register_job
 

@@ -25,25 +25,11 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from studio.core.metrics import rigid_rms, similarity_rms
-
-
-def add_command(bsub) -> None:
-    p = bsub.add_parser("photo", help="photo fitting on rendered photos: shape error (mm) and time per photo")
-    p.add_argument("--model", help="model (default 'ict')")
-    p.add_argument("--count", type=int, default=10, help="photos to render and fit")
-    p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("--iterations", type=int, default=150)
-    p.add_argument("--expressions", type=int, default=4, help="blendshapes active in each rendered face")
-    p.add_argument("--size", type=int, default=800, help="rendered photo size in pixels")
-    p.add_argument("--oracle", action="store_true", help="also fit with the true landmark positions + 1 px noise "
-                   "(a diagnostic: no user has them)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=bench_photo)
-
 
 MIN_SIZE = 128
 HEADLINE = "similarity"
@@ -51,7 +37,9 @@ ALIGNMENTS = {"similarity": "similarity (rotation + translation + scale; a photo
               "rigid": "rigid (rotation + translation, no scale: a wrong size counts as error)"}
 
 
-def bench_photo(a) -> int:
+def main(model=None, count: int = 10, seed: int = 1000, iterations: int = 150, expressions: int = 4,
+         size: int = 800, oracle: bool = False, as_json: bool = False) -> int:
+    """``studio bench photo``: render, fit, print the figures, and with ``as_json`` one JSON line last."""
     import torch
 
     from studio.core import store
@@ -60,12 +48,12 @@ def bench_photo(a) -> int:
     from studio.core.photo import embedding
     from studio.core.registry import open_model
 
-    if a.count < 1:
+    if count < 1:
         raise StudioError("--count must be at least 1")
-    if a.size < MIN_SIZE:  # the face is a third of the photo: below this the detector has nothing to find
+    if size < MIN_SIZE:  # the face is a third of the photo: below this the detector has nothing to find
         raise StudioError(f"--size must be at least {MIN_SIZE} pixels")
-    name = a.model or "ict"
-    if a.model is None and not store.exists("ict"):
+    name = model or "ict"
+    if model is None and not store.exists("ict"):
         raise StudioError("no model 'ict' in the store: import ICT-FaceKit first or pass --model NAME")
     model = open_model(name)
     mm = UNIT_TO_MM[model.meta.unit]
@@ -73,19 +61,30 @@ def bench_photo(a) -> int:
     regions = {"face": embedding.landmark_region(model), "fit_region": embedding.fit_region(model)}
     # warm-up: the first torch optimiser call imports torch._dynamo (about 2 s, once per process)
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    rows = [_detector_trial(model, emb, regions, mm, a, i) for i in range(a.count)]
-    if a.oracle:
+    a = _Settings(count, seed, iterations, expressions, size, oracle)
+    rows = [_detector_trial(model, emb, regions, mm, a, i) for i in range(count)]
+    if oracle:
         for i, row in enumerate(rows):
             row.update(_oracle_trial(model, emb, regions, mm, a, i))
     if not any(r.get("detected") for r in rows):
-        raise StudioError(f"the detector found no face in any of the {a.count} rendered photos; nothing to measure")
+        raise StudioError(f"the detector found no face in any of the {count} rendered photos; nothing to measure")
     result = _summarise(model, rows, regions, a)
-    if a.json:
+    if as_json:
         print(json.dumps(result))
     return 0
 
 
-def _render(model, a, i):
+@dataclass(frozen=True)
+class _Settings:
+    count: int
+    seed: int
+    iterations: int
+    expressions: int
+    size: int
+    oracle: bool
+
+
+def _render(model, a: _Settings, i):
     from studio.core.photo import synthetic
 
     rng = np.random.default_rng(a.seed + i)
@@ -156,7 +155,8 @@ def _summarise(model, rows, regions, a) -> dict:
     head = f"face_rms_mm_{HEADLINE}"
     better = sum(r[f"fit_{head}"] < r[f"mean_face_{head}"] for r in ok)
     result = {"bench": "photo", "model": model.name, "photos": a.count, "size_px": a.size,
-              "detector": ", ".join(sorted({r["detector"] for r in ok})) + " (as studio fit photo)", "detected": len(ok),
+              "detector": ", ".join(sorted({r["detector"] for r in ok})) + " (as studio fit photo)",
+              "detected": len(ok),
               "headline_alignment": HEADLINE, "alignments": ALIGNMENTS, "iterations": a.iterations,
               "expressions_per_face": a.expressions,
               "fit": {k: mean(f"fit_{rn}_rms_mm_{al}") for rn in regions for al in ALIGNMENTS
@@ -179,7 +179,8 @@ def _summarise(model, rows, regions, a) -> dict:
     for rn in regions:
         for al in ALIGNMENTS:
             k = f"{rn}_rms_mm_{al}"
-            print(f"{rn.replace('_', ' ') + ' RMS, ' + al:34}{result['fit'][k]:>7.2f} mm{result['mean_face'][k]:>9.2f} mm")
+            print(f"{rn.replace('_', ' ') + ' RMS, ' + al:34}{result['fit'][k]:>7.2f} mm"
+                  f"{result['mean_face'][k]:>9.2f} mm")
     print(f"fit / mean face ({HEADLINE}, face): {result['ratio_to_mean_face']:.2f}; better than the mean face on "
           f"{better} of {len(ok)} photos")
     print(f"68-point NME: fit {100 * result['nme_fit']:.1f} %, detector {100 * result['nme_detector']:.1f} %; "

@@ -1,4 +1,6 @@
 """``studio eval neural``: fit the neural head and the linear model to point clouds of held-out heads.
+A measurement (figures against a known truth), so it lives with the benches; ``studio/cli/neural_eval.py``
+parses its arguments and calls ``main``.
 
 For each identity the training never saw (seeds from the checkpoint's recipe), the linear model
 (ICT) gives the ground-truth outer surface (the same regions the neural model was trained on, in
@@ -8,10 +10,9 @@ frontal depth camera sees, back faces culled; self-occlusion is not modelled). E
 
 * by the neural model: the identity code by eq. 4.23 (``studio.core.neural.fitting``), then the
   canonical mesh extracted at ``resolution``³;
-* by the linear model: a MAP fit of its shape coefficients, alternating closest-point
-  correspondences (cloud → current mesh, libigl) with the linear least-squares solve of
-  (AᵀA/σ² + I) α = Aᵀr/σ² (σ = 1 mm noise, prior N(0, I) on σ-unit coefficients). No expression,
-  no pose: the clouds are neutral and in the models' canonical frame.
+* by the linear model: the studio's own scan fitter, as ``studio fit scan --region head --landmarks``
+  fits a point cloud (``fit_linear``: the pose from the truth's 68 landmarks and robust ICP, then the
+  MAP fit of shape and expression); its vertices placed back on the cloud by the pose it found.
 
 Metrics (thesis §5.3, ``studio.core.metrics``) on area samples of the fitted and the true surface, in
 two regions of the truth: ``face`` (ICT's face region) and ``head`` (the whole outer surface above
@@ -26,12 +27,13 @@ rule is applied to both models; it also forgives real errors of more than 2 mm n
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from studio.core.errors import StudioError
-from studio.core.facemodel import UNIT_TO_MM
 from studio.core.geometry.surface import boundary_edges
 from studio.core.metrics import nearest, sample_surface, surface_metrics
 from studio.core.progress import ProgressFn, report, scaled
@@ -41,7 +43,6 @@ RIM_TOLERANCE_MM = 2.0
 RIM_WIDTH_MM = 10.0  # the rim: true triangles within this distance of the open boundary
 NECK_MARGIN_MM = 10.0  # compare only above the top of the neck opening plus this
 THRESHOLD_MM = 1.0
-POINT_WEIGHT = 0.1  # linear fit: point-to-point beside point-to-plane residuals
 # Area samples per surface for the metrics. Two independent samplings of one and the same surface
 # score Chamfer-L1 0.39 mm / F@1mm 0.995 at 300k samples on the ICT head (0.67 mm / 0.82 at 100k):
 # the floor every figure here sits on.
@@ -105,39 +106,19 @@ def clouds(t: Truth, count: int, seed: int) -> dict[str, tuple[np.ndarray, np.nd
     return {"complete": (p, n), "partial": (q[front][:count], m[front][:count])}
 
 
-def fit_linear(linear, t: Truth, cloud: np.ndarray, iterations: int = 8, noise_mm: float = 1.0,
-               max_points: int = 8000, seed: int = 0) -> np.ndarray:
-    """MAP shape coefficients (σ units) of the linear model for ``cloud`` (mm); returns fitted vertices (mm)."""
-    import igl
-
-    from studio.core.neural.data import _shape_group
-
-    g = _shape_group(linear)
-    u = UNIT_TO_MM[linear.meta.unit]
-    mean = linear.mean[t.used].astype(np.float64) * u
-    basis = linear.basis(g.name)[:, t.used].astype(np.float64) * u  # (K, n, 3), σ-scaled
-    rng = np.random.default_rng(seed)
-    pts = cloud if len(cloud) <= max_points else cloud[rng.choice(len(cloud), max_points, replace=False)]
-    f = np.ascontiguousarray(t.faces, np.int64)
-    alpha = np.zeros(len(basis))
-    v = mean.copy()
-    for _ in range(iterations):
-        _, fi, closest = igl.point_mesh_squared_distance(np.ascontiguousarray(pts), v, f)
-        tri = f[fi]
-        bary = igl.barycentric_coordinates(closest, *(np.ascontiguousarray(v[tri[:, k]]) for k in range(3)))
-        # The closest point is Σ_k b_k (mean + Bα)[corner k]: linear in α. Point-to-plane rows (along
-        # the current surface normal there) converge in a few iterations where point-to-point slides;
-        # a light point-to-point term keeps the tangential directions determined.
-        a = np.einsum("pk,jpkd->pdj", bary, basis[:, tri])  # (p, 3, K)
-        r = pts - np.einsum("pk,pkd->pd", bary, mean[tri])  # (p, 3)
-        n = np.cross(v[tri[:, 1]] - v[tri[:, 0]], v[tri[:, 2]] - v[tri[:, 0]])
-        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-        a_pl, r_pl = np.einsum("pd,pdk->pk", n, a), np.einsum("pd,pd->p", n, r)
-        a_pt, r_pt = a.reshape(-1, len(basis)), r.reshape(-1)
-        lhs = (a_pl.T @ a_pl + POINT_WEIGHT * a_pt.T @ a_pt) / noise_mm ** 2 + np.eye(len(basis))
-        alpha = np.linalg.solve(lhs, (a_pl.T @ r_pl + POINT_WEIGHT * a_pt.T @ r_pt) / noise_mm ** 2)
-        v = mean + np.tensordot(alpha, basis, axes=1)
-    return v
+def fit_linear(linear, t: Truth, cloud: np.ndarray, options=None) -> np.ndarray:
+    """The linear model fitted to ``cloud`` (mm) by the studio's own scan fitter (``fit_cloud``), as
+    ``studio fit scan --region head --landmarks L.json`` fits a point cloud: the pose from the truth's
+    68 landmarks (the neural fit is given the canonical frame; the landmark-free search turned one
+    single-view cloud of five by 180°, and its verdict said so), refined by robust ICP, then the MAP
+    fit of shape and expression over the ``head`` region, the one covering the truth's surface.
+    Returns the fitted vertices of the truth's surface (``t.used``), placed on the cloud, in mm."""
+    ids = linear.landmarks("ibug68")
+    landmarks = None
+    if ids is not None and np.isin(ids, t.used).all():
+        landmarks = {"vertices": ids.tolist(), "points": t.vertices[np.searchsorted(t.used, ids)]}
+    v, _ = fit_cloud(linear, cloud, options, region="head", landmarks=landmarks)
+    return v[t.used]
 
 
 def region_metrics(pred_v: np.ndarray, pred_f: np.ndarray, t: Truth, samples: int, seed: int = 0) -> dict:
@@ -202,7 +183,7 @@ def neural_eval_job(neural, linear, count: int = 5, points: int = 20000, steps: 
             if len(e.faces) == 0:
                 raise StudioError(f"the fitted neural surface of identity {seed} is empty")
             report(sub, 0.85, f"identity {seed}: linear fit")
-            lin_v = fit_linear(linear, t, cloud, seed=seed)
+            lin_v = fit_linear(linear, t, cloud)
             report(sub, 0.95, f"identity {seed}: metrics")
             row[kind] = {"neural": region_metrics(neural.to_mm(e.vertices), e.faces, t, samples, seed),
                          "linear": region_metrics(lin_v, t.faces, t, samples, seed),
@@ -240,16 +221,17 @@ def corrupted(cloud: np.ndarray, noise_mm: float, outliers: float, seed: int) ->
     return np.vstack([p, rng.uniform(lo - pad, hi + pad, (n_out, 3))])
 
 
-def fit_cloud(neural, points_mm: np.ndarray, options=None):
-    """The studio's own scan fit (``jobs.fit_scan.fit``: rigid alignment, robust latent MAP with
-    outlier rejection, expression) of an unoriented point cloud in mm; the fitted mesh placed on the
-    cloud (vertices mm, triangles)."""
+def fit_cloud(model, points_mm: np.ndarray, options=None, region: str = "face", landmarks: dict | None = None):
+    """The studio's own scan fit (``jobs.fit_scan.fit``: rigid alignment, robust MAP fit of the
+    model's codes or coefficients with outlier rejection, expression) of an unoriented point cloud in
+    mm; the fitted mesh placed on the cloud (vertices mm, triangles: the model's own for a linear model)."""
     from studio.core.fitting.scan_io import Scan
     from studio.jobs.fit_scan import fit
 
     scan = Scan(points=np.asarray(points_mm, np.float64), unit="mm", kind="points", source="ablation cloud")
-    result, _ = fit(neural, scan, options=options)
-    return result.vertices_in_scan(), np.asarray(result.faces, np.int64)
+    result, _ = fit(model, scan, region=region, landmarks=landmarks, options=options)
+    faces = result.faces if result.faces is not None else model.faces
+    return result.vertices_in_scan(), np.asarray(faces, np.int64)
 
 
 def ablation_settings(noise=ABLATION_NOISE_MM, outliers=ABLATION_OUTLIERS) -> list[tuple[str, float, float]]:
@@ -306,3 +288,70 @@ def ablation_summary(rows: list[dict], arms, settings) -> dict:
         per["all settings"] = {k: float(np.mean([v[k] for v in per.values()])) for k in keys}
         out[name] = per
     return out
+
+
+# --- ``studio eval neural``: the command's measurement and its printed figures ---
+
+def main(model: str = "neural", linear: str | None = None, count: int = 5, points: int = 20000, steps: int = 300,
+         resolution: int = 256, lam: float = 1e-4, samples: int = SAMPLES, ablation=(), ablation_count: int = 3,
+         ablation_only: bool = False, as_json: bool = False, progress_bar=None) -> int:
+    """Open the models, measure, print the tables, and with ``as_json`` one JSON line last.
+    ``progress_bar(desc)`` is a context manager yielding a progress callback (the CLI's bar)."""
+    from studio.core.registry import open_model
+
+    bar = progress_bar or (lambda desc: contextlib.nullcontext(None))
+    if not 32 <= resolution <= 512:
+        raise StudioError("--resolution must lie between 32 and 512")
+    if samples < 1000:
+        raise StudioError("--samples must be at least 1000")
+    neural = open_model(model)
+    if getattr(neural, "kind", "") != "neural":
+        raise StudioError(f"'{model}' is not a neural model")
+    source = linear or (neural.checkpoint.meta or {}).get("recipe", {}).get("source_model") or "ict"
+    linear_model = open_model(source)
+    if getattr(linear_model, "kind", "") != "pca":
+        raise StudioError(f"'{source}' is not a linear model")
+    r = {"eval": "neural"}
+    if not ablation_only:
+        with bar("eval neural") as cb:
+            r = neural_eval_job(neural, linear_model, count, points, steps, resolution, samples, lam, progress=cb)
+        print_summary(r, points, resolution)
+    if ablation:
+        r["ablation"] = run_ablation(model, neural, linear_model, ablation, ablation_count, points, samples, bar)
+    if as_json:
+        print(json.dumps(r))
+    return 0
+
+
+def run_ablation(name: str, neural, linear, others, count: int, points: int, samples: int, bar) -> dict:
+    from studio.core.registry import open_model
+
+    arms = {name: neural}
+    for other in others:
+        m = open_model(other)
+        if getattr(m, "kind", "") != "neural":
+            raise StudioError(f"--ablation {other}: not a neural model")
+        arms[other] = m
+    with bar("ablation") as cb:
+        res = neural_ablation_job(arms, linear, count, points, samples, progress=cb)
+    print(f"ablation: held-out identities {res['seeds']}, studio scan fit, head region, mean over identities")
+    print(f"{'setting':<40}" + "".join(f"{n[:18] + ' F@1mm':>26}{'CD-L1 mm':>10}" for n in arms))
+    for key in res["settings"] + ["all settings"]:
+        cells = "".join(f"{res['summary'][n][key]['head_fscore']:>26.3f}"
+                        f"{res['summary'][n][key]['head_chamfer_l1']:>10.3f}" for n in arms)
+        print(f"{key:<40}{cells}")
+    return res
+
+
+def print_summary(r: dict, points: int, resolution: int) -> None:
+    print(f"held-out identities {r['seeds'][0]}…{r['seeds'][-1]} ({len(r['seeds'])}), {points} points per "
+          f"cloud, fitted meshes at {resolution}³; mean over identities")
+    print(f"{'cloud':<9}{'model':<8}" + "".join(f"{reg + ' ' + k:>16}" for reg in REGIONS
+                                               for k in ("CD-L1 mm", "NC", "F@1mm")))
+    for kind in ("complete", "partial"):
+        for model in ("neural", "linear"):
+            cells = []
+            for reg in REGIONS:
+                s = r["summary"][f"{kind}/{model}/{reg}"]
+                cells += [f"{s['chamfer_l1']:>16.3f}", f"{s['normal_consistency']:>16.3f}", f"{s['fscore']:>16.3f}"]
+            print(f"{kind:<9}{model:<8}" + "".join(cells))

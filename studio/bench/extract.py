@@ -23,24 +23,6 @@ from studio.core.errors import StudioError
 from studio.core.threads import set_threads
 
 
-def add_command(bsub) -> None:
-    p = bsub.add_parser("extract", help="narrow-band vs dense mesh extraction of the neural model, and the "
-                        "slider preview rate")
-    p.add_argument("--model", help="neural model (name or .safetensors path; default: the shipped 'neural' "
-                   "model, else an untrained network of the default size)")
-    p.add_argument("--resolutions", type=int, nargs="+", default=[128, 256], metavar="N",
-                   help="grid points per axis to compare (default 128 256)")
-    p.add_argument("--preview-resolution", type=int, help="default: the model's preview resolution")
-    p.add_argument("--changes", type=int, default=20, help="latent changes to time for the preview rate")
-    p.add_argument("--margin", type=float, help="narrow-band Lipschitz safety margin (default: extract's)")
-    p.add_argument("--no-analytic", action="store_true", help="skip the analytic-SDF rows")
-    p.add_argument("--seed", type=int, default=0, help="which random identity code to extract")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: the cores available less one, at most "
-                   "4: 1 on a 2-core machine)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=bench_extract)
-
-
 def capsule_head(x: torch.Tensor) -> torch.Tensor:
     """Exact-enough SDF of a head-like solid in [-1, 1]³: skull ∪ jaw capsule ∪ neck capsule ∪ ears ∪ nose.
 
@@ -111,30 +93,32 @@ def _rate(fn, count: int) -> float:
     return float(np.median(times))
 
 
-def bench_extract(a) -> int:
-    if a.changes < 2:
+def main(model=None, resolutions=(128, 256), preview_resolution=None, changes: int = 20, margin=None,
+         analytic: bool = True, seed: int = 0, threads=None, as_json: bool = False) -> int:
+    """``studio bench extract``: measure, print the table, and with ``as_json`` one JSON line last."""
+    if changes < 2:
         raise StudioError("--changes must be at least 2")
-    if any(n < 16 or n > 512 for n in a.resolutions):
+    if any(n < 16 or n > 512 for n in resolutions):
         raise StudioError("--resolutions must lie between 16 and 512")
-    if a.threads is not None and a.threads < 1:
+    if threads is not None and threads < 1:
         raise StudioError("--threads must be at least 1")
-    set_threads(a.threads)  # default: the policy's count (threads.fit_threads)
-    model, described = _open(a.model)
-    if a.preview_resolution is not None:
-        if not 16 <= a.preview_resolution <= 256:
+    set_threads(threads)  # default: the policy's count (threads.fit_threads)
+    model, described = _open(model)
+    if preview_resolution is not None:
+        if not 16 <= preview_resolution <= 256:
             raise StudioError("--preview-resolution must lie between 16 and 256")
-        model.preview_resolution = a.preview_resolution
-    rng = np.random.default_rng(a.seed)
+        model.preview_resolution = preview_resolution
+    rng = np.random.default_rng(seed)
     z_id, _ = model.latents(model.sample(rng))
     sdf_fn = model.sdf_fn(z_id)
     print(f"model {described}; device {model.device}, {torch.get_num_threads()} torch threads")
 
     rows = []
-    for n in a.resolutions:
-        r = {"sdf": "neural", **_compare(sdf_fn, n, model.device, a.margin)}
+    for n in resolutions:
+        r = {"sdf": "neural", **_compare(sdf_fn, n, model.device, margin)}
         rows.append(r)
-        if not a.no_analytic:
-            rows.append({"sdf": "analytic", **_compare(capsule_head, n, "cpu", a.margin)})
+        if analytic:
+            rows.append({"sdf": "analytic", **_compare(capsule_head, n, "cpu", margin)})
     print(f"{'sdf':<9}{'grid':>6}{'dense s':>10}{'band s':>9}{'speed-up':>10}{'dense queries':>15}"
           f"{'band queries':>14}{'Chamfer vox':>13}{'max vox':>9}")
     for r in rows:
@@ -142,20 +126,20 @@ def bench_extract(a) -> int:
               f"{r['dense_queries']:>15,}{r['narrow_queries']:>14,}{r['chamfer_voxels']:>13.4f}{r['max_voxels']:>9.3f}")
 
     # Preview: a new identity code per change (planes + narrow band + marching cubes + to mm).
-    codes = [model.sample(rng) for _ in range(a.changes + 1)]
+    codes = [model.sample(rng) for _ in range(changes + 1)]
     model.preview_mesh(codes[-1])  # warm-up
-    preview_s = _rate(lambda i: model.preview_mesh(codes[i]), a.changes)
+    preview_s = _rate(lambda i: model.preview_mesh(codes[i]), changes)
     base = dict(codes[0])
-    expr = [dict(base, expression=rng.standard_normal(len(base["expression"]))) for _ in range(a.changes + 1)]
+    expr = [dict(base, expression=rng.standard_normal(len(base["expression"]))) for _ in range(changes + 1)]
     model.preview_mesh(expr[-1])
-    expr_s = _rate(lambda i: model.preview_mesh(expr[i]), a.changes)
+    expr_s = _rate(lambda i: model.preview_mesh(expr[i]), changes)
     triangles = len(model.preview_mesh(codes[0]).faces)
     preview = {"resolution": model.preview_resolution, "identity_change_s": preview_s,
                "identity_changes_per_s": 1.0 / preview_s, "expression_change_s": expr_s,
                "expression_changes_per_s": 1.0 / expr_s, "triangles": triangles}
     print(f"preview {model.preview_resolution}³: identity change → mesh {preview_s * 1e3:.1f} ms "
           f"({1 / preview_s:.1f}/s, new tri-planes included), expression change → mesh {expr_s * 1e3:.1f} ms "
-          f"({1 / expr_s:.1f}/s), {triangles:,} triangles (median of {a.changes})")
+          f"({1 / expr_s:.1f}/s), {triangles:,} triangles (median of {changes})")
 
     top = max((r for r in rows if r["sdf"] == "neural"), key=lambda r: r["resolution"])
     accept = {"resolution": top["resolution"], "speedup_at_least_10": top["speedup"] >= 10.0,
@@ -165,7 +149,7 @@ def bench_extract(a) -> int:
           f"largest vertex distance {top['max_voxels']:.3f} voxel "
           f"({'≤' if accept['within_half_voxel'] else '>'} 0.5), preview {1 / preview_s:.1f}/s "
           f"({'≥' if accept['preview_at_least_10_per_s'] else '<'} 10/s)")
-    if a.json:
+    if as_json:
         print(json.dumps({"bench": "extract", "model": described, "device": str(model.device),
                           "threads": torch.get_num_threads(), "rows": rows, "preview": preview,
                           "acceptance": accept}))

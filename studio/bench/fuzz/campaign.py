@@ -21,40 +21,32 @@ from pathlib import Path
 from studio.core.errors import StudioError
 
 
-def add_command(bsub) -> None:
-    p = bsub.add_parser("fuzz", help="feed N malformed inputs to every loader; count uncaught exceptions, "
-                        "hangs, crashes and accepted-but-unloadable inputs")
-    p.add_argument("--count", type=int, default=3000, help="cases in all, spread evenly over the loaders")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds one case may take before it is a hang")
-    p.add_argument("--replay", metavar="TARGET:INDEX", help="run one case here and show how it ends")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=bench_fuzz)
-
-
-def bench_fuzz(a) -> int:
+def main(count: int = 3000, seed: int = 0, timeout: float = 30.0, replay: str | None = None,
+         as_json: bool = False) -> int:
+    """``studio bench fuzz``: run the campaign (or ``replay`` one case), print the counts, and with
+    ``as_json`` one JSON line last."""
     from studio.bench.fuzz.targets import TARGETS
 
-    if a.replay:
-        return _replay(a.replay, a.seed)
-    if a.count < 1 or a.timeout <= 0:
+    if replay:
+        return _replay(replay, seed)
+    if count < 1 or timeout <= 0:
         raise StudioError("--count must be at least 1 and --timeout positive")
     counts = {t: Counter() for t in TARGETS}
     examples: list[str] = []
-    with _Worker(a.timeout) as worker:
-        for i in range(a.count):
+    with _Worker(timeout) as worker:
+        for i in range(count):
             target, index = TARGETS[i % len(TARGETS)], i // len(TARGETS)
-            outcome, detail = worker.run(target, a.seed, index)
+            outcome, detail = worker.run(target, seed, index)
             counts[target][outcome] += 1
             if outcome not in ("ok", "refused") and len(examples) < 20:
                 examples.append(f"{target}:{index} {outcome}: {detail}")
     total = sum(counts.values(), Counter())
-    result = {"bench": "fuzz", "cases": a.count, "seed": a.seed, "accepted": total["ok"],
+    result = {"bench": "fuzz", "cases": count, "seed": seed, "accepted": total["ok"],
               "refused": total["refused"], "uncaught_exceptions": total["uncaught"], "hangs": total["hang"],
               "crashes": total["crash"], "accepted_unloadable": total["unloadable"],
               "per_loader": {t: dict(c) for t, c in counts.items()}, "examples": examples}
     _print(result)
-    if a.json:
+    if as_json:
         print(json.dumps(result))
     return 0
 
@@ -101,7 +93,7 @@ class _Worker:
 
     def _start(self) -> None:
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "studio.cli.bench_fuzz"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "studio.bench.fuzz.campaign"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ)

@@ -1,0 +1,236 @@
+"""Fine detail (studio/core/detail, studio/jobs/detail.py): displacement recovery by shape from
+shading, skin compression under a blendshape, the glTF tangent convention of the normal map, the
+16-bit map files and the detailed GLB.
+
+Most tests use a small curved patch with planar UVs built here (a linear model with one shape
+component and two blendshapes): u grows with x, v with y, so every direction is known by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from studio.core.detail import io as detail_io
+from studio.core.detail.animate import ExpressionDetail
+from studio.core.detail.displacement import densify, detailed_normals, texel_frames
+from studio.core.detail.gltf import gltf_tangents
+from studio.core.detail.normalmap import decode, normal_map_image
+from studio.core.detail.strain import principal_stretches, texel_compression, triangle_compression
+from studio.core.detail.uv_raster import model_raster
+
+SIDE = 40.0  # mm
+
+
+def patch_model(n: int = 41, blendshape=None, dome: float = 0.004):
+    """A 40 × 40 mm gently domed patch facing +z, UV = (x, y)/40 + 0.5, region "face"."""
+    from studio.core.facemodel import ModelMeta, ParamGroup
+    from studio.core.pca import LinearGroup, PCAModel
+
+    xs = np.linspace(-SIDE / 2, SIDE / 2, n)
+    X, Y = np.meshgrid(xs, xs)
+    v = np.c_[X.ravel(), Y.ravel(), -dome * (X.ravel() ** 2 + Y.ravel() ** 2)]
+    idx = np.arange(n * n).reshape(n, n)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    faces = np.concatenate([np.c_[a, b, d], np.c_[a, d, c]])  # counter-clockwise seen from +z
+    uv = v[:, :2] / SIDE + 0.5
+    shape = np.zeros((1, len(v), 3))
+    shape[0, :, 2] = 0.1
+    expr = np.zeros((2, len(v), 3)) if blendshape is None else blendshape(v)
+    groups = [LinearGroup(ParamGroup("shape", ("PC1",)), shape),
+              LinearGroup(ParamGroup("expression", ("squeeze", "other"), "box"), expr)]
+    meta = ModelMeta(unit="mm", regions={"face": np.arange(len(v), dtype=np.int32)}, landmarks={},
+                     attribution="synthetic test patch")
+    return PCAModel("patch", v, faces, groups, None, uv, faces.copy(), np.zeros(len(faces), np.int32), ("skin",), meta)
+
+
+def grooves(raster, amplitude=0.25, period=0.125):
+    """Horizontal grooves (along u) of a known depth, faded towards the patch's border."""
+    S = raster.size
+    rows, cols = np.mgrid[0:S, 0:S]
+    u, v = (cols + 0.5) / S, 1 - (rows + 0.5) / S
+    window = np.exp(-(((u - 0.5) / 0.25) ** 2 + ((v - 0.5) / 0.25) ** 2))
+    return np.where(raster.mask, -amplitude * window * 0.5 * (1 + np.cos(2 * np.pi * v / period)), 0.0)
+
+
+def frontal_camera(size=256):
+    from studio.core.photo.camera import Camera
+
+    return Camera(size, size, 2.0 * size, np.zeros(3), np.array([0.0, 0.0, -2.0 * size * SIDE / (0.8 * size)]))
+
+
+# -- shape from shading --------------------------------------------------------------------------
+
+def test_displacement_is_recovered_from_a_rendered_patch():
+    """A patch with known grooves, rendered as geometry (subdivided and displaced) under a key light
+    from above: the map recovered from that one image correlates with the truth."""
+    from studio.core.detail.sfs import SfsOptions, recover_displacement
+    from studio.core.detail.uv_raster import detail_triangles
+    from studio.core.photo import shading
+
+    model = patch_model()
+    raster = model_raster(model, 128)
+    truth = grooves(raster)
+    cam = frontal_camera()
+    v = np.asarray(model.mean, float)
+    albedo = np.tile([0.75, 0.6, 0.5], (len(v), 1))
+    light = shading.ambient_light(0.3, 0.9, (0.2, 0.8, 1.0))
+    V, F, _, extra = densify(v, model.faces, model.uv, model.face_uv, detail_triangles(model), truth, 2, {"a": albedo})
+    img, _ = shading.render_image(V, F, extra["a"], light, cam)
+    photo = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    rec = recover_displacement(model, v, cam, photo, albedo, light,
+                               SfsOptions(size=128, iterations=60, highpass_mm=6.0))
+    inner = rec.visible & (np.abs(truth) > 0) & (rec.weight > 0.5)
+    r = np.corrcoef(rec.displacement[inner], truth[inner])[0, 1]
+    assert r > 0.65, r
+    assert np.all(rec.displacement[~raster.mask] == 0)  # nothing outside the region
+
+
+# -- strain --------------------------------------------------------------------------------------
+
+def test_compression_of_a_hand_checked_blendshape():
+    """Squeezing the patch to 80 % of its height while stretching it to 125 % of its width keeps
+    every triangle's area (area strain 0) but compresses the skin by 20 % one way."""
+    squeeze = lambda v: np.stack([np.c_[0.25 * v[:, 0], -0.2 * v[:, 1], 0 * v[:, 2]], np.zeros_like(v)])  # noqa: E731
+    model = patch_model(11, squeeze, dome=0.0)
+    neutral = np.asarray(model.mean, float)
+    expressed = model.vertices({"expression": np.array([1.0, 0.0])})
+    lo, hi = principal_stretches(neutral, expressed, model.faces, model.uv, model.face_uv)
+    np.testing.assert_allclose(lo, 0.8, atol=1e-5)
+    np.testing.assert_allclose(hi, 1.25, atol=1e-5)
+    f = np.asarray(model.faces)
+    area = [np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
+            for v in (neutral, expressed)]
+    np.testing.assert_allclose(area[1] / area[0], 1.0, rtol=1e-5)  # no area strain at all
+    c = triangle_compression(neutral, expressed, model.faces, model.uv, model.face_uv)
+    np.testing.assert_allclose(c, 0.2, atol=1e-5)
+    half = model.vertices({"expression": np.array([0.5, 0.0])})  # 90 % height: 10 % compression
+    np.testing.assert_allclose(np.median(triangle_compression(neutral, half, model.faces, model.uv, model.face_uv)),
+                               0.1, atol=0.01)
+    stretched = neutral * np.array([1.0, 1.2, 1.0])  # stretched skin does not wrinkle
+    assert np.all(triangle_compression(neutral, stretched, model.faces, model.uv, model.face_uv) < 1e-6)
+    raster = model_raster(model, 32)
+    grid = texel_compression(raster, c)
+    np.testing.assert_allclose(grid[raster.mask], 0.2, atol=1e-5)
+    assert np.all(grid[~raster.mask] == 0)
+
+
+def test_expression_detail_follows_compression():
+    d0 = np.array([[0.5, -0.4], [0.0, 0.3]])
+    c0 = np.array([[0.2, 0.2], [0.0, 0.0]])
+    ed = ExpressionDetail.split(d0, c0)
+    np.testing.assert_allclose(ed.at(c0), d0)  # the photo's expression gives back the photo's map
+    np.testing.assert_allclose(ed.static[1], d0[1])  # uncompressed skin: all detail is the person's
+    relaxed = ed.at(np.zeros((2, 2)))
+    assert np.all(np.abs(relaxed[0]) < 0.03 * np.abs(d0[0]))  # the wrinkle fades when the skin relaxes
+    deeper = ed.at(c0 * 1.5)
+    assert np.all(np.abs(deeper[0]) > np.abs(d0[0]))  # and deepens when it folds further
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_ict_brow_raise_compresses_the_forehead(ict_model):
+    """ICT's browInnerUp_L: the forehead above the brows shortens; the chin does not."""
+    from studio.core.detail.strain import blendshape_compression
+
+    raster = model_raster(ict_model, 128)
+    c = blendshape_compression(ict_model, raster)
+    lm = np.asarray(ict_model.mean, float)[np.asarray(ict_model.meta.landmarks["ibug68"])]
+    p = raster.blend(np.asarray(ict_model.mean, float), ict_model.faces)
+    m = raster.mask
+    forehead = (p[:, 1] > lm[19, 1] + 1.0) & (np.abs(p[:, 0] - lm[21, 0]) < 2.0)  # cm
+    chin = p[:, 1] < lm[57, 1] - 1.0
+    brow = c["browInnerUp_L"][m]
+    assert brow[forehead].max() > 0.05
+    assert brow[forehead].mean() > 5 * brow[chin].mean()
+
+
+# -- normal map: glTF's tangent convention ----------------------------------------------------
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_normal_map_bump_is_lit_from_the_expected_side(mirrored):
+    """A bump in the middle of a flat, +z-facing patch. Decoded the way a glTF viewer does (TANGENT
+    from gltf_tangents, B = (N × T)·w, +Y up the image), the map's normals on the bump's +x flank
+    lean towards +x and on its +y flank towards +y, so a light from +x lights the +x flank; also
+    with the UVs mirrored (u running against x: w = −1)."""
+    from studio.core.export import mesh_arrays
+    from studio.core.facemodel import Mesh
+
+    model = patch_model(41)
+    v = np.asarray(model.mean, float) * np.array([1, 1, 0])  # flat: the bump's tilt alone
+    uv = np.asarray(model.uv, float).copy()
+    if mirrored:
+        uv[:, 0] = 1 - uv[:, 0]
+    model.uv = uv
+    faces = np.asarray(model.faces)
+    raster = model_raster(model, 128)
+    S = raster.size
+    rows, cols = np.mgrid[0:S, 0:S]
+    x = ((cols + 0.5) / S - 0.5) * SIDE * (-1 if mirrored else 1)
+    y = (0.5 - (rows + 0.5) / S) * SIDE
+    bump = 1.0 * np.exp(-(x ** 2 + y ** 2) / (2 * 3.0 ** 2))  # 1 mm high, σ 3 mm
+    img = normal_map_image(raster, v, faces, uv, faces, bump)
+    # a viewer's frame at each texel: TANGENT interpolated from the glTF vertices
+    tangents = gltf_tangents(mesh_arrays(Mesh(v, faces, None, uv, faces)))
+    assert np.allclose(np.abs(tangents[:, 3]), 1) and np.all(tangents[:, 3] == (-1 if mirrored else 1))
+    T = np.tile(tangents[0, :3], (S * S, 1))  # a flat patch with planar UVs: one frame everywhere
+    N = np.tile([0.0, 0.0, 1.0], (S * S, 1))
+    B = np.cross(N, T) * tangents[0, 3]
+    n = decode(img.reshape(-1, 3), T, B, N).reshape(S, S, 3)
+    east = (np.abs(x - 3) < 0.5) & (np.abs(y) < 0.5)
+    north = (np.abs(y - 3) < 0.5) & (np.abs(x) < 0.5)
+    west = (np.abs(x + 3) < 0.5) & (np.abs(y) < 0.5)
+    assert n[east][:, 0].mean() > 0.15 and n[north][:, 1].mean() > 0.15
+    light = np.array([1.0, 0.0, 0.3]) / np.linalg.norm([1.0, 0.0, 0.3])
+    assert (n[east] @ light).mean() > (n[west] @ light).mean() + 0.2
+    # and it is the geometry's own normal: the displaced surface's, computed independently
+    frames = texel_frames(raster, v, faces, uv, faces)
+    with torch.no_grad():
+        geo = detailed_normals(torch.as_tensor(bump), frames).numpy()
+    got = n[raster.mask]
+    assert np.degrees(np.arccos(np.clip((got * geo).sum(1), -1, 1))).max() < 2.0
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+def test_displacement_png_is_16_bit_and_round_trips(tmp_path):
+    import imageio.v3 as iio
+
+    d = np.linspace(-0.08, 0.05, 64 * 64).reshape(64, 64)  # cm
+    data = detail_io.displacement_png(d, 10.0)
+    (tmp_path / "d.png").write_bytes(data)
+    img = iio.imread(tmp_path / "d.png")
+    assert img.dtype == np.uint16 and img.shape == (64, 64)
+    np.testing.assert_allclose(detail_io.read_displacement_png(tmp_path / "d.png", 10.0), d, atol=1e-4)
+    from studio.core.errors import StudioError
+
+    (tmp_path / "rgb.png").write_bytes(detail_io.rgb_png(np.zeros((8, 8, 3), np.uint8)))
+    with pytest.raises(StudioError):
+        detail_io.read_displacement_png(tmp_path / "rgb.png", 10.0)
+
+
+def test_detailed_glb_has_a_normal_texture_and_validates(tmp_path):
+    import pygltflib
+    from gltf_check import assert_valid
+
+    from studio.jobs.detail import glb_with_detail
+
+    model = patch_model(21)
+    raster = model_raster(model, 64)
+    png = detail_io.rgb_png(normal_map_image(raster, model.mean, model.faces, model.uv, model.face_uv,
+                                             grooves(raster)))
+    path = tmp_path / "face.glb"
+    path.write_bytes(glb_with_detail(model, np.asarray(model.mean, float), None, png))
+    doc = pygltflib.GLTF2().load(str(path))
+    assert doc.materials[0].normalTexture is not None
+    assert doc.meshes[0].primitives[0].attributes.TANGENT is not None
+    assert doc.images[0].mimeType == "image/png"
+    assert_valid(path)
+
+
+def test_cli_detail_refuses_landmarks_only(tmp_path, capsys):
+    from studio.cli.main import main
+
+    rc = main(["fit", "photo", str(tmp_path / "x.png"), "--model", "none", "-o", str(tmp_path / "p.json"),
+               "--detail", str(tmp_path / "d"), "--landmarks-only"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--detail" in err and len(err.strip().splitlines()) == 1
