@@ -37,14 +37,11 @@ import numpy as np
 import torch
 
 from studio.core.errors import StudioError
-from studio.core.geometry import vertex_normals
-from studio.core.geometry.raster import rasterize, visible_vertices
 from studio.core.geometry.transforms import axis_angle_to_matrix
 from studio.core.pca import PCAModel
-from studio.core.photo import outline
+from studio.core.photo import synthesis
 from studio.core.photo.camera import Camera, default_focal, project_camera
 from studio.core.photo.embedding import Correspondences, fit_region, landmark_region
-from studio.core.photo.shading import sh_basis
 from studio.core.progress import report
 from studio.core.solvers import bounded_least_squares
 
@@ -329,43 +326,7 @@ def fit_landmarks(model: PCAModel, corr: Correspondences, width: int, height: in
     return coeffs, cam, sigma
 
 
-# -- stage 3: analysis by synthesis ----------------------------------------------------------------
-
-def _laplacian_pairs(faces: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    e = np.unique(np.sort(e, 1), axis=0)
-    return torch.as_tensor(e[:, 0]), torch.as_tensor(e[:, 1])
-
-
-def _mirror_pairs(mean: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Vertex pairs mirrored across x = (the face's mid-plane), matched by nearest neighbour."""
-    from scipy.spatial import cKDTree
-
-    mid = np.median(mean[:, 0])
-    m = mean.copy()
-    m[:, 0] = 2 * mid - m[:, 0]
-    d, j = cKDTree(mean).query(m)
-    scale = np.ptp(mean[:, 0]) or 1.0
-    ok = d < 0.02 * scale
-    i = np.flatnonzero(ok)
-    return torch.as_tensor(i), torch.as_tensor(j[ok])
-
-
-def _image_tensor(img: np.ndarray, blur: float) -> torch.Tensor:
-    from skimage.filters import gaussian
-
-    f = img.astype(np.float32) / 255.0
-    if blur > 0:
-        f = gaussian(f, sigma=blur, channel_axis=2, preserve_range=True).astype(np.float32)
-    return torch.as_tensor(f).permute(2, 0, 1)[None].contiguous()
-
-
-def _sample(img_t: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-    H, W = img_t.shape[2:]
-    g = torch.stack([2 * xy[:, 0] / W - 1, 2 * xy[:, 1] / H - 1], 1)[None, None]
-    return torch.nn.functional.grid_sample(img_t, g.to(img_t.dtype), mode="bilinear", padding_mode="border",
-                                           align_corners=False)[0, :, 0].T
-
+# -- the whole fit (stage 3, analysis by synthesis, is synthesis.py) --------------------------------
 
 def fit_photo(model: PCAModel, image: np.ndarray, corr: Correspondences, options: PhotoFitOptions | None = None,
               progress=None, preview: Callable[[np.ndarray], None] | None = None) -> PhotoFitResult:
@@ -399,8 +360,8 @@ def _fit_photo(model: PCAModel, image, corr, options, progress, preview) -> Phot
     light[0] = 1.0 / 0.282095
     albedo_full = None
     if not options.landmarks_only:
-        coeffs, cam, light, albedo_full = _analysis_by_synthesis(model, sub, image, corr, coeffs, cam, sigma_lm,
-                                                                 options, progress, preview)
+        coeffs, cam, light, albedo_full = synthesis.run(model, sub, image, corr, coeffs, cam, sigma_lm,
+                                                        _scale_of(model), options, progress, preview)
     timings["total_s"] = time.perf_counter() - t_start
     params = {g.name: np.zeros(g.size) for g in model.groups}
     for k, c in coeffs.items():
@@ -415,219 +376,3 @@ def _fit_photo(model: PCAModel, image, corr, options, progress, preview) -> Phot
     report(progress, 1.0, "done")
     return PhotoFitResult(params, cam, light, albedo_full, corr.points.copy(), fitted, timings,
                      landmark_sigma_px=float(sigma_lm))
-
-
-def _analysis_by_synthesis(model: PCAModel, sub: _Sub, image, corr, coeffs, cam: Camera, sigma_lm, options, progress,
-                           preview):
-    dt = torch.float32
-    n_iter = max(int(options.iterations), 10)
-    scale = _scale_of(model)
-    cx, cy = cam.principal
-    f = cam.focal
-    groups = sub.groups
-    var = {g.name: torch.tensor(coeffs[g.name], dtype=dt, requires_grad=True) for g in groups}
-    rot = torch.tensor(cam.rotation, dtype=torch.float64, requires_grad=True)
-    trans0 = torch.tensor(cam.translation, dtype=torch.float64)
-    dtrans = torch.zeros(3, dtype=torch.float64, requires_grad=True)  # in units of the face width
-    light = torch.zeros(9, 3, dtype=dt)
-    light[0] = 1.0 / 0.282095
-    light.requires_grad_(True)
-    x_t = torch.as_tensor(corr.points, dtype=dt)
-    w_t = torch.as_tensor(corr.weight, dtype=dt)
-    n_sub = len(sub.ids)
-    photo_mask = sub.photo_mask
-    # Albedo: colour PCA if the model has one, else per vertex with smoothness + symmetry priors.
-    colour_groups = [g for g in model.groups if g.affects == "color"] if model.has_colors else []
-    if colour_groups:
-        cmean = torch.as_tensor(np.asarray(model.color_mean, np.float32)[sub.ids])
-        cbases = {g.name: torch.as_tensor(model.basis(g.name)[:, sub.ids].reshape(g.size, -1)) for g in colour_groups}
-        cvar = {g.name: torch.zeros(g.size, dtype=dt, requires_grad=True) for g in colour_groups}
-        a_free = None
-    else:
-        cvar = {}
-        a_free = torch.zeros(n_sub, 3, dtype=dt)
-    ei, ej = _laplacian_pairs(sub.faces_np)
-    mi, mj = _mirror_pairs(sub.mean.numpy())
-
-    def albedo_of():
-        if colour_groups:
-            a = cmean.reshape(-1)
-            for g in colour_groups:
-                a = a + cvar[g.name] @ cbases[g.name]
-            return a.reshape(-1, 3)
-        return a_free
-
-    face_px = float(np.ptp(corr.points, axis=0).max())
-    blur_px = max(1.0, face_px / 250.0)
-    # the photo blurred for the coarse phases (σ in units of ~1/250 of the face's size)
-    imgs = {k: _image_tensor(image, k * blur_px) for k in (3.0, 1.5, 0.0)}
-    edges = outline.edge_field(image, 1.5 * blur_px) if options.effective_outline > 0 else None
-    sigma_out, reach_out = 2.0 * blur_px, outline.REACH * face_px
-
-    def geometry():
-        v = sub.vertices(var)
-        R = axis_angle_to_matrix(rot).to(dt)
-        t = (trans0 + dtrans * scale).to(dt)
-        vc = v @ R.T + t
-        xy, depth = project_camera(vc, f, cx, cy)
-        return v, vc, xy, depth
-
-    def visibility(vc, xy, depth):
-        xy_np = xy.detach().double().numpy()
-        d_np = depth.detach().double().numpy()
-        frags = rasterize(xy_np, d_np, sub.faces_np, cam.height, cam.width)
-        vis = visible_vertices(xy_np, d_np, frags, tolerance=0.01 * scale)
-        n = vertex_normals(vc.detach(), sub.faces)
-        view = -vc.detach() / vc.detach().norm(dim=1, keepdim=True)
-        facing = (n * view).sum(1) > 0.25
-        rim = np.zeros(0, np.int64)
-        if options.effective_outline > 0:
-            rim = outline.outline_vertices(xy_np, n.double().numpy(), view.double().numpy(), vis, frags.mask,
-                                           sub.outline_ok)
-        return torch.as_tensor(vis) & facing & photo_mask, rim
-
-    # Initial albedo: observed colour / initial shading, spread smoothly (per-vertex case only).
-    with torch.no_grad():
-        v, vc, xy, depth = geometry()
-        vis, rim = visibility(vc, xy, depth)
-        obs = _sample(imgs[3.0], xy)
-        if vis.sum() < 30:
-            raise StudioError("too little of the face is visible to compare with the photo")
-        mean_col = obs[vis].median(0).values
-        if a_free is not None:
-            a_free[:] = mean_col
-    if a_free is not None:
-        a_free.requires_grad_(True)
-
-    # Phases: (fraction of iterations, blur level, shape components released, σ_I)
-    n_shape = {g.name: g.size for g in groups if g.prior == "normal"}
-    phases = [(0.25, 3.0, 0.0), (0.35, 1.5, 0.3), (0.40, 0.0, 1.0)]
-    sig_hi, sig_lo = options.sigma_image
-    opt = torch.optim.Adam([
-        {"params": list(var.values()), "lr": 0.03},
-        {"params": [rot], "lr": 0.003},
-        {"params": [dtrans], "lr": 0.002},
-        {"params": [light], "lr": 0.03},
-        {"params": list(cvar.values()) + ([a_free] if a_free is not None else []), "lr": 0.01},
-    ])
-    it = 0
-    history = []
-    starts = np.cumsum([0] + [int(round(p[0] * n_iter)) for p in phases])
-    vis = None
-    for phase, (_frac, blur, release) in enumerate(phases):
-        img_t = imgs[blur]
-        p_iters = starts[phase + 1] - starts[phase]
-        for _ in range(p_iters):
-            progress_frac = it / n_iter
-            sigma_i = sig_hi * (sig_lo / sig_hi) ** progress_frac  # geometric decay high → low
-            if vis is None or it % 20 == 0:  # visibility changes slowly; the z-buffer is the costly part
-                with torch.no_grad():
-                    v, vc, xy, depth = geometry()
-                    vis, rim = visibility(vc, xy, depth)
-                    R_now = axis_angle_to_matrix(rot).double().numpy()
-                    sub.retie_contour(v, R_now, (trans0 + dtrans * scale).numpy(), f)
-            opt.zero_grad()
-            v, vc, xy, depth = geometry()
-            n = vertex_normals(vc, sub.faces)
-            albedo = albedo_of()
-            pred = albedo * (sh_basis(n) @ light)
-            obs = _sample(img_t, xy)
-            r = (pred - obs)[vis]
-            # Robust (pseudo-Huber) photometric error: hair, glasses, eyes and specular highlights
-            # are outliers to a Lambertian skin model.
-            delta = 0.1
-            rho = (delta ** 2) * (torch.sqrt(1 + (r / delta) ** 2) - 1)
-            e_img = options.effective_samples * rho.sum(1).mean() / sigma_i ** 2
-            lm = sub.landmarks(v)
-            lm_c = lm @ axis_angle_to_matrix(rot).to(dt).T + (trans0 + dtrans * scale).to(dt)
-            lm_xy, _ = project_camera(lm_c, f, cx, cy)
-            e_lm = 0.5 * (w_t[:, None] * (lm_xy - x_t) ** 2).sum() / sigma_lm ** 2
-            e_prior = torch.zeros((), dtype=dt)
-            for g in groups:
-                c = var[g.name]
-                if g.prior == "normal":
-                    e_prior = e_prior + 0.5 * ((c / torch.as_tensor(g.sigma, dtype=dt)) ** 2).sum()
-                else:
-                    e_prior = e_prior + 0.5 * (c / options.expression_sigma).pow(2).sum()
-            for c in cvar.values():
-                e_prior = e_prior + 0.5 * (c ** 2).sum()
-            # light prior: stay near white and near the band-0 level (ρ has a prior too)
-            e_light = 0.5 * ((light - light.mean(1, keepdim=True)) ** 2).sum() * 10.0
-            e_alb = 0.0
-            if a_free is not None:
-                e_alb = (options.albedo_smoothness * ((a_free[ei] - a_free[ej]) ** 2).sum(1).mean() * n_sub
-                         + options.albedo_symmetry * ((a_free[mi] - a_free[mj]) ** 2).sum(1).mean() * n_sub) / 10.0
-            e_out = _outline_energy(edges, rim, xy, n, options.effective_outline, sigma_out, reach_out)
-            loss = e_img + e_lm + e_prior + e_light + e_alb + e_out
-            loss.backward()
-            # First components first: the gradient of components not yet released is dropped.
-            for g in groups:
-                gr = var[g.name].grad
-                if gr is None:
-                    continue
-                if g.name in n_shape:
-                    kept = int(np.ceil(release * n_shape[g.name]))
-                    gr[kept:] = 0
-                elif release == 0:
-                    gr.zero_()
-            if release == 0:
-                for p in (rot, dtrans):
-                    if p.grad is not None:  # set by backward()
-                        p.grad.zero_()
-            opt.step()
-            with torch.no_grad():
-                for g in groups:
-                    # Box groups stay in their box; normal groups within the slider range (±3σ):
-                    # a real photo (glasses, hair, hat shadows) would otherwise push components
-                    # to implausible values to explain what a skin model cannot.
-                    var[g.name].clamp_(torch.as_tensor(g.lower, dtype=dt), torch.as_tensor(g.upper, dtype=dt))
-                if a_free is not None:
-                    a_free.clamp_(0.0, 1.0)
-            it += 1
-            if it % 10 == 0 or it == n_iter:
-                history.append({"iteration": it, "image": float(e_img.detach()), "landmarks": float(e_lm.detach()),
-                                "prior": float(e_prior.detach()), "visible": int(vis.sum())})
-                report(progress, 0.3 + 0.65 * it / n_iter, f"analysis by synthesis {it}/{n_iter}")
-            if preview is not None and options.preview_every and it % options.preview_every == 0:
-                preview(_preview_image(image, sub, vc.detach(), xy.detach(), depth.detach(),
-                                       pred.detach(), cam))
-    coeffs = {k: v_.detach().double().numpy() for k, v_ in var.items()}
-    cam = Camera(cam.width, cam.height, cam.focal, rot.detach().numpy().copy(),
-                 (trans0 + dtrans * scale).detach().numpy().copy())
-    # Full-size albedo: fitted values on the region, the region's median elsewhere.
-    with torch.no_grad():
-        a = albedo_of().double().numpy()
-    full = np.tile(np.median(a, 0), (model.n_vertices, 1))
-    full[sub.ids] = a
-    out: np.ndarray | dict = full
-    if colour_groups:
-        out = {"albedo": full, "params": {k: c.detach().double().numpy() for k, c in cvar.items()}}
-    return coeffs, cam, light.detach().double().numpy(), out
-
-
-def _outline_energy(edges, rim: np.ndarray, xy: torch.Tensor, normals: torch.Tensor, effective: float,
-                    sigma_px: float, reach_px: float):
-    """½Σ|x − nearest edge|²/σ² over the outline vertices whose match is accepted, scaled so that
-    all of them together count as ``effective`` independent points."""
-    if edges is None or len(rim) == 0:
-        return 0.0
-    x = xy[rim]
-    n2 = outline.normal_2d(x.detach().double().numpy(), normals[rim].detach().double().numpy())
-    target, ok = edges.match(x.detach().double().numpy(), n2, reach_px)
-    k = int(ok.sum())
-    if k == 0:
-        return 0.0
-    d = x[ok] - torch.as_tensor(target[ok], dtype=x.dtype)
-    return 0.5 * (effective / max(k, effective)) * (d ** 2).sum() / sigma_px ** 2
-
-
-def _preview_image(image, sub: _Sub, vc, xy, depth, colours, cam: Camera, alpha: float = 0.6) -> np.ndarray:
-    """The current model render blended over the photo (uint8), for progress displays."""
-    from studio.core.geometry.raster import interpolate
-
-    frags = rasterize(xy.double().numpy(), depth.double().numpy(), sub.faces_np, cam.height, cam.width)
-    rend = interpolate(np.clip(colours.double().numpy(), 0, 1), sub.faces_np, frags)
-    out = image.astype(np.float64) / 255.0
-    m = frags.mask[..., None]
-    out = np.where(m, (1 - alpha) * out + alpha * rend, out)
-    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
