@@ -105,7 +105,8 @@ def test_smooth_lookup_has_no_crease_on_texel_lines():
         return float(abs((f[4] - f[3]) - (f[1] - f[0])) / h)
 
     rough, smooth = slope_jump(planes), slope_jump(smooth_planes(planes, 8))
-    assert rough > 1.0 and smooth < 0.2 * rough, (rough, smooth)
+    half = slope_jump(smooth_planes(planes, 8, 0.5))  # the studio's: a half-texel box, softer
+    assert rough > 1.0 and smooth < 0.2 * rough and half < 0.5 * rough, (rough, smooth, half)
 
 
 def test_meshes_carry_the_fields_normals(shipped):

@@ -57,7 +57,7 @@ def _open(name):
     if name is None:
         return NeuralFaceModel(untrained_checkpoint(), name="untrained"), "untrained network (default config)"
     model = open_model(name)
-    if getattr(model, "kind", "") != "neural":
+    if model.kind != "neural":
         raise StudioError(f"model '{name}' is not a neural model (bench extract measures the neural head)")
     return model, f"{model.name} ({model.meta.source})"
 

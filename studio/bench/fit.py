@@ -150,7 +150,7 @@ def main(model=None, trials: int = 5, points: int = 50_000, noise: float = 0.5, 
         raise StudioError("--points must be at least 1000")
     name = model or ("ict" if store.exists("ict") else None)
     model = open_model(name) if name else face_like_model()
-    if getattr(model, "kind", "") != "pca":
+    if model.kind != "pca":
         raise StudioError(f"'{model.name}' is not a linear model: the bench draws its scans from a linear model "
                           "(--model) and fits the neural one (--neural) to the same scans")
     neural, why = _neural_for(model, neural)

@@ -309,7 +309,7 @@ def main(model: str = "neural", linear: str | None = None, count: int = 5, point
         raise StudioError(f"'{model}' is not a neural model")
     source = linear or (neural.checkpoint.meta or {}).get("recipe", {}).get("source_model") or "ict"
     linear_model = open_model(source)
-    if getattr(linear_model, "kind", "") != "pca":
+    if linear_model.kind != "pca":
         raise StudioError(f"'{source}' is not a linear model")
     r = {"eval": "neural"}
     if not ablation_only:

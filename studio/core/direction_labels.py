@@ -12,13 +12,16 @@ lists those measures in mm per σ. Models without landmarks keep their plain nam
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence, cast
 
 import numpy as np
 
 from studio.core.facemodel import FaceModel, ParamGroup
 from studio.core.model_cache import PerModel
 from studio.core.pca import PCAModel
+
+if TYPE_CHECKING:
+    from studio.core.neural.facemodel import NeuralFaceModel
 
 # name → (landmark ids of one end, landmark ids of the other end); an end is the mean of its ids
 MEASURES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -69,7 +72,7 @@ def labels(model: FaceModel, group_name: str) -> list[DirectionLabel]:
     if model.kind == "neural":  # measured once, offline, and shipped beside the checkpoint
         from studio.core.neural.labels import shipped_labels
 
-        out = shipped_labels(model, group)
+        out = shipped_labels(cast("NeuralFaceModel", model), group)
     elif lm is None or len(lm) != 68 or group.affects != "position" or linear is None:
         out = [DirectionLabel(n, n, ()) for n in group.names]
     else:

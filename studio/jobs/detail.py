@@ -139,7 +139,7 @@ def glb_with_detail(model, vertices, colors, png: bytes, strength: float = 1.0) 
 
     arrays = mesh_arrays(_mesh(model, vertices, colors))
     glb = glb_bytes(arrays, scale=UNIT_TO_MM[model.meta.unit] / 1000.0, name=model.name,
-                    copyright=getattr(model.meta, "attribution", "") or "")
+                    copyright=model.meta.attribution or "")
     return add_normal_map(glb, png, gltf_tangents(arrays), detail_materials(model), strength)
 
 
@@ -159,7 +159,7 @@ def _write_obj(folder: Path, model, vertices, force) -> list:
     from studio.core.export import mesh_arrays, obj_bytes
 
     mesh = _mesh(model, vertices)
-    data = obj_bytes(mesh_arrays(mesh), getattr(model.meta, "attribution", "") or "")
+    data = obj_bytes(mesh_arrays(mesh), model.meta.attribution or "")
     detail_mats = set(detail_materials(model))
     # Blender's OBJ importer reads map_Bump as a tangent-space normal map (its -bm as the strength)
     lines = []

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.core.errors import StudioError
 from studio.bench.fuzz import mutate, seeds
+from studio.core.errors import StudioError
 
 
 class Unloadable(Exception):

@@ -34,6 +34,7 @@ import torch
 from studio.core.detail.displacement import TexelFrames, detailed_normals, frame_tensors, texel_frames
 from studio.core.detail.uv_raster import UVRaster, model_raster
 from studio.core.geometry.raster import rasterize, visible_vertices
+from studio.core.pca import PCAModel
 from studio.core.photo.shading import drawable_faces, sh_basis
 from studio.core.progress import report
 
@@ -66,7 +67,7 @@ class DetailRecovery:
     timings: dict = field(default_factory=dict)
 
 
-def recover_displacement(model, vertices, camera, image, albedo, light, options: SfsOptions | None = None,
+def recover_displacement(model: PCAModel, vertices, camera, image, albedo, light, options: SfsOptions | None = None,
                          progress=None) -> DetailRecovery:
     from studio.core import threads
 
@@ -76,7 +77,7 @@ def recover_displacement(model, vertices, camera, image, albedo, light, options:
                         np.asarray(light, float), options, progress)
 
 
-def _recover(model, vertices, camera, image, albedo, light, options, progress) -> DetailRecovery:
+def _recover(model: PCAModel, vertices, camera, image, albedo, light, options, progress) -> DetailRecovery:
     t0 = time.perf_counter()
     faces = np.asarray(model.faces, np.int64)
     raster = model_raster(model, options.size)
@@ -99,19 +100,19 @@ def _to_grid(x, frames, S):
     return out
 
 
-def _mm_per_unit(model) -> float:
+def _mm_per_unit(model: PCAModel) -> float:
     from studio.core.facemodel import UNIT_TO_MM
 
-    return UNIT_TO_MM.get(getattr(model.meta, "unit", "mm"), 1.0)
+    return UNIT_TO_MM.get(model.meta.unit, 1.0)
 
 
-def texel_mm(model, frames: TexelFrames, size: int) -> float:
+def texel_mm(model: PCAModel, frames: TexelFrames, size: int) -> float:
     """The median side of a texel on the surface, in mm."""
     side = np.sqrt(np.linalg.norm(frames.dpdu, axis=1) * np.linalg.norm(frames.dpdv, axis=1)) / size
     return float(np.median(side)) * _mm_per_unit(model)
 
 
-def _observe(model, vertices, camera, image, albedo, light, raster, frames, options) -> dict:
+def _observe(model: PCAModel, vertices, camera, image, albedo, light, raster, frames, options) -> dict:
     """Per covered texel: visibility, the separated log-shading target and its weight."""
     from scipy.ndimage import gaussian_filter
 
@@ -151,7 +152,7 @@ def _observe(model, vertices, camera, image, albedo, light, raster, frames, opti
     return {"visible": w_vis, "target": g, "weight": weight, "n_cam": n_cam, "pixels_per_texel": ppt}
 
 
-def _in_fit_region(model, raster: UVRaster) -> np.ndarray:
+def _in_fit_region(model: PCAModel, raster: UVRaster) -> np.ndarray:
     """(P,) bool: texels on the part of the face the photo fit compared with the photo (ICT: the
     narrow face area); beyond it (neck, jaw's underside, temples) the coarse shape and albedo are
     the prior's guess, and their errors would be read as detail."""
@@ -168,7 +169,7 @@ FEATURE_OUTLINES = (tuple(range(36, 42)) + (36,), tuple(range(42, 48)) + (42,), 
                     tuple(range(60, 68)) + (60,), (31, 32, 33, 34, 35), tuple(range(17, 22)), tuple(range(22, 27)))
 
 
-def feature_texels(model, raster: UVRaster, margin_mm: float) -> np.ndarray:
+def feature_texels(model: PCAModel, raster: UVRaster, margin_mm: float) -> np.ndarray:
     """(P,) bool: covered texels within ``margin_mm`` of the eyes, the lips, the nostrils or the brows
     (on the mean face), and the ears. Their photo is lashes, sclera, lip colour, teeth, nostril
     shadow and brow hair, whose edges a coarse fit misplaces by a few pixels: a skin model explains
@@ -206,7 +207,7 @@ def _bilinear(img, xy):
     return np.stack([map_coordinates(img[..., c], coords, order=1, mode="nearest") for c in range(img.shape[2])], 1)
 
 
-def mirror_texels(model, raster: UVRaster) -> tuple[np.ndarray, np.ndarray]:
+def mirror_texels(model: PCAModel, raster: UVRaster) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i, j) of covered texels mirrored across the mid-plane of the model's mean face
     (the mean, not the fitted face: an asymmetric identity would bend the mirror)."""
     from scipy.spatial import cKDTree
@@ -220,7 +221,7 @@ def mirror_texels(model, raster: UVRaster) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(ok), j[ok]
 
 
-def _optimise(model, raster, frames, camera, light, obs, options, progress) -> np.ndarray:
+def _optimise(model: PCAModel, raster, frames, camera, light, obs, options, progress) -> np.ndarray:
     dt = torch.float32
     unit = 1.0 / _mm_per_unit(model)  # the variables are in mm; the map in model units
     S = options.size

@@ -16,6 +16,7 @@ import numpy as np
 
 from studio.core.detail.displacement import triangle_uv_jacobians
 from studio.core.detail.uv_raster import UVRaster
+from studio.core.pca import PCAModel
 
 
 def principal_stretches(neutral, expressed, faces, uv, face_uv) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +61,7 @@ def texel_compression(raster: UVRaster, per_triangle: np.ndarray, smooth_texels:
     return out
 
 
-def compression_map(model, raster: UVRaster, params: dict) -> np.ndarray:
+def compression_map(model: PCAModel, raster: UVRaster, params: dict) -> np.ndarray:
     """(S, S) compression of the face ``params`` against the same identity with every blendshape off."""
     neutral_params = {g.name: np.zeros(g.size) if g.prior == "box" else np.asarray(params.get(g.name, np.zeros(g.size)))
                       for g in model.groups}
@@ -70,7 +71,7 @@ def compression_map(model, raster: UVRaster, params: dict) -> np.ndarray:
     return texel_compression(raster, c)
 
 
-def blendshape_compression(model, raster: UVRaster, group: str = "expression") -> dict[str, np.ndarray]:
+def blendshape_compression(model: PCAModel, raster: UVRaster, group: str = "expression") -> dict[str, np.ndarray]:
     """Each blendshape at full weight on the mean face: name → (S, S) compression map."""
     g = next(x for x in model.groups if x.name == group)
     basis = model.basis(group)

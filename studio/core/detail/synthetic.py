@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from studio.core.detail.uv_raster import UVRaster
+from studio.core.pca import PCAModel
 
 FAMILIES = {"forehead": "browInnerUp", "crows_feet": "eyeSquint", "nasolabial": "mouthSmile"}
 
@@ -38,7 +39,7 @@ def _groove(dist, width):
     return np.exp(-0.5 * (dist / width) ** 2)
 
 
-def wrinkle_detail(model, raster: UVRaster, rng: np.random.Generator, depth_mm: float = 0.6) -> TrueDetail:
+def wrinkle_detail(model: PCAModel, raster: UVRaster, rng: np.random.Generator, depth_mm: float = 0.6) -> TrueDetail:
     """Random wrinkle patterns (spacing, angles, depths vary with ``rng``) on ``model``'s face."""
     from studio.core.facemodel import UNIT_TO_MM
 
@@ -96,7 +97,7 @@ def _side(p, side, lm, soft):
     return 1.0 / (1.0 + np.exp(-side * (p[:, 0] - lm[27, 0]) / soft))
 
 
-def _sides(model, names) -> dict:
+def _sides(model: PCAModel, names) -> dict:
     """family blendshape → {+1: name of the one moving the +x side, -1: the −x side}."""
     basis = model.basis("expression")
     mean = np.asarray(model.mean, float)

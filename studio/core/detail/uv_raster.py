@@ -15,6 +15,7 @@ import numpy as np
 
 from studio.core.errors import StudioError
 from studio.core.geometry.raster import rasterize
+from studio.core.pca import PCAModel
 
 
 @dataclass
@@ -34,7 +35,7 @@ class UVRaster:
         return (np.asarray(values, float)[corners] * self.bary[m][..., None]).sum(1)
 
 
-def detail_triangles(model) -> np.ndarray:
+def detail_triangles(model: PCAModel) -> np.ndarray:
     """(m,) bool: the triangles that carry detail — the face skin (landmark region) in UV tile 0."""
     from studio.core.photo.embedding import landmark_region
 
@@ -61,5 +62,7 @@ def rasterize_uv(uv: np.ndarray, face_uv: np.ndarray, keep: np.ndarray, size: in
     return UVRaster(int(size), tri, frags.bary)
 
 
-def model_raster(model, size: int) -> UVRaster:
-    return rasterize_uv(model.uv, model.face_uv, detail_triangles(model), size)
+def model_raster(model: PCAModel, size: int) -> UVRaster:
+    keep = detail_triangles(model)  # refuses a model without a UV layout
+    assert model.uv is not None and model.face_uv is not None
+    return rasterize_uv(model.uv, model.face_uv, keep, size)

@@ -41,7 +41,7 @@ MAX_DIRECTIONS = None  # sliders per group (None: all). With every direction the
 # a complete coordinate system of the code space, so a fitted code (scan fitting) is exactly its parameters.
 # mesh(): grid points per axis over [-1, 1]³ (≈ 2.1 mm voxels at 265 mm per unit). An ear's rim is
 # thinner than two of 192³'s 2.8 mm voxels, so marching cubes cut it into a ragged zig-zag there;
-# 256³ keeps it whole for ~1.3× the time (the narrow band grows with the surface, not the volume).
+# 256³ keeps it whole, for 1.7× the time (0.62 s against 0.37 s on one core).
 FULL_RESOLUTION = 256
 PREVIEW_RESOLUTION = 64  # while a slider is dragged (≥ 10 meshes per second on 2 CPU cores)
 # Narrow-band Lipschitz margins (extract.py). 1.5 gave meshes identical to dense extraction on every
@@ -49,10 +49,14 @@ PREVIEW_RESOLUTION = 64  # while a slider is dragged (≥ 10 meshes per second o
 # queries, at the risk of dropping a sliver a few voxels big while the slider moves.
 MARGIN = 1.5
 PREVIEW_MARGIN = 1.0
-# The tri-planes are looked up through their C¹ quadratic B-spline, upsampled this many times
-# (model.smooth_planes; 0: plain bilinear lookup, as in training). Bilinear lookup creases the
-# surface along every texel line, 8.4 mm apart: the vertical bands across face and neck.
+# The tri-planes are looked up through a C¹ smoothing of their bilinear interpolant, upsampled this
+# many times (model.smooth_planes; 0: plain bilinear lookup, as in training). Bilinear lookup creases
+# the surface along every texel line, 8.4 mm apart: the vertical bands across face and neck.
 PLANE_SMOOTHING = 4
+# The box the tent is convolved with, in texels: 1 is the quadratic B-spline (smoothest, but 0.02 mm
+# further from the scans in `bench fit`); 0.5 rounds every crease over 4.2 mm and scores as bilinear
+# lookup did or better (`eval neural`, `bench fit`: README, "The neural head in the window").
+PLANE_SMOOTHING_WIDTH = 0.5
 DEFORM_BATCH = 1 << 16
 
 
@@ -76,6 +80,7 @@ class NeuralFaceModel:
         self.device = device or default_device()
         self.net = checkpoint.model.to(self.device).eval()
         self.net.plane_smoothing = PLANE_SMOOTHING  # extraction and fitting see the same surface
+        self.net.plane_smoothing_width = PLANE_SMOOTHING_WIDTH
         self.name = name
         self.resolution = int(resolution or FULL_RESOLUTION)
         self.preview_resolution = int(preview_resolution or PREVIEW_RESOLUTION)
@@ -183,7 +188,7 @@ class NeuralFaceModel:
         Shading with the triangles' own normals shows marching cubes' voxel facets as streaks
         along the grid axes (vertical bands down neck and cheeks, 2.8 mm apart at 192³); the
         smoothed field's gradient (``PLANE_SMOOTHING``) is continuous, so these normals are what
-        the surface is. One backward pass over the vertices (~15 % of an extraction)."""
+        the surface is. One backward pass over the vertices (~25 % of an extraction)."""
         res = int(resolution or self.resolution)
         v, _ = self.canonical(z_id, res, margin)
         if res not in self._normals:
@@ -235,8 +240,10 @@ class NeuralFaceModel:
 def _unit(n: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (a zero row becomes +z, as ``vertex_normals`` does)."""
     n = np.asarray(n, np.float32)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    return np.where(length > 1e-12, n / np.maximum(length, 1e-12), np.float32([0, 0, 1])).astype(np.float32)
+    length = np.linalg.norm(n, axis=1)
+    out = (n / np.maximum(length, 1e-12)[:, None]).astype(np.float32)
+    out[length <= 1e-12] = (0.0, 0.0, 1.0)
+    return out
 
 
 def inference_sdf(net, planes: torch.Tensor):

@@ -27,10 +27,9 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-
-from typing import TYPE_CHECKING
 
 from studio.core import atomic, jsonio
 from studio.core.errors import StudioError

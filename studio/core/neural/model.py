@@ -109,25 +109,27 @@ def sample_planes(planes: Tensor, x: Tensor) -> Tensor:
     return feats.view(b, 3, c, n).sum(dim=1).transpose(1, 2)
 
 
-def _bspline2(t: Tensor) -> Tensor:
-    """The quadratic B-spline β₂ (support ±1.5, C¹): the tent of bilinear interpolation convolved
-    with a one-texel box."""
-    t = t.abs()
-    return torch.where(t <= 0.5, 0.75 - t * t, torch.where(t < 1.5, 0.5 * (t - 1.5) ** 2, torch.zeros_like(t)))
+def _smoothed_tent(t: Tensor, width: float = 1.0) -> Tensor:
+    """The tent of bilinear interpolation convolved with a box ``width`` texels wide (0 < width ≤ 1):
+    C¹, support ±(1 + width/2); width 1 is the quadratic B-spline β₂."""
+    def integral(x):  # ∫ tent from −∞ to x
+        x = x.clamp(-1.0, 1.0)
+        return torch.where(x < 0, 0.5 * (x + 1) ** 2, 1 - 0.5 * (1 - x) ** 2)
+    return (integral(t + width / 2) - integral(t - width / 2)) / width
 
 
 @functools.lru_cache(maxsize=8)
-def _bspline2_matrix(r: int, u: int) -> Tensor:
-    """(U(r−1)+1, r): fine node i ↦ the weights β₂(i/u − j) of control points j (border clamped)."""
+def _smoothing_matrix(r: int, u: int, width: float) -> Tensor:
+    """(U(r−1)+1, r): fine node i ↦ the weights k(i/u − j) of control points j (border clamped)."""
     pos = torch.arange((r - 1) * u + 1, dtype=torch.float64) / u
     j = torch.arange(-2, r + 2, dtype=torch.float64)
-    w = _bspline2(pos[:, None] - j[None, :])
+    w = _smoothed_tent(pos[:, None] - j[None, :], width)
     m = torch.zeros(len(pos), r, dtype=torch.float64)
     m.index_add_(1, j.long().clamp(0, r - 1), w)
     return m
 
 
-def smooth_planes(planes: Tensor, upsample: int) -> Tensor:
+def smooth_planes(planes: Tensor, upsample: int, width: float = 1.0) -> Tensor:
     """The tri-planes' quadratic B-spline surfaces (texels as control points, the border texel
     repeated), sampled ``upsample``× finer: (B, 3, C, R, R) → (B, 3, C, U(R−1)+1, U(R−1)+1) on the
     same [-1, 1] span (every U-th node lies on a texel centre).
@@ -137,9 +139,11 @@ def smooth_planes(planes: Tensor, upsample: int) -> Tensor:
     banding). The B-spline is C¹ and, being approximating, damps the planes' texel-scale
     (Nyquist) ripple to half instead of passing it through as an interpolating bicubic does;
     bilinear lookup of its fine samples leaves kinks ``upsample``× closer and smaller. Linear in the
-    planes, so differentiable; two matrix products per code (~10 ms on one core at 64² → 253²)."""
+    planes, so differentiable; two matrix products per code (~10 ms on one core at 64² → 253²).
+    ``width`` < 1 smooths less (the tent convolved with a narrower box; still C¹): closer to the
+    bilinear surface the weights were trained for, with softer creases left."""
     b, p, c, r, _ = planes.shape
-    m = _bspline2_matrix(r, int(upsample)).to(planes.device, planes.dtype)  # (n, r)
+    m = _smoothing_matrix(r, int(upsample), float(width)).to(planes.device, planes.dtype)  # (n, r)
     out = m @ planes.reshape(b * p * c, r, r) @ m.T  # dense, but BLAS beats 3-tap gathers here
     n = m.shape[0]
     return out.reshape(b, p, c, n, n).contiguous()
@@ -190,14 +194,15 @@ class NeuralHead(nn.Module):
         nn.init.zeros_(last.bias)
 
     # 0: planes as generated, sampled bilinearly (training, and how the shipped weights were
-    # trained); k > 0: their C¹ quadratic B-spline at k× resolution (``smooth_planes``), which the
-    # studio's model (``NeuralFaceModel``) sets for extraction and fitting alike.
+    # trained); k > 0: their C¹ smoothing (``smooth_planes``, box ``plane_smoothing_width`` texels) at
+    # k× resolution, which the studio's model (``NeuralFaceModel``) sets for extraction and fitting alike.
     plane_smoothing: int = 0
+    plane_smoothing_width: float = 1.0
 
     def planes(self, z_id: Tensor) -> Tensor:
         """(B, D_id) → (B, 3, C, R, R) tri-planes (R upsampled when ``plane_smoothing``)."""
         p = self.generator(z_id)
-        return smooth_planes(p, self.plane_smoothing) if self.plane_smoothing else p
+        return smooth_planes(p, self.plane_smoothing, self.plane_smoothing_width) if self.plane_smoothing else p
 
     def sdf(self, x: Tensor, planes: Tensor) -> Tensor:
         """Signed distance (normalised units, negative inside) at canonical x (B, N, 3) → (B, N)."""
