@@ -74,7 +74,7 @@ def test_a_neural_scan_fit_runs_with_the_policys_threads(restore_threads, monkey
     seen = []
     monkeypatch.setattr(neural_scan, "fit", lambda model, scan, **kw: seen.append(torch.get_num_threads()))
     torch.set_num_threads(2)
-    fitting.fit_scan(type("M", (), {"kind": "neural"})(), None)
+    fitting.fit_scan(type("M", (), {"kind": "neural", "as_linear": lambda self: None})(), None)
     assert seen == [threads.fit_threads()]
     assert torch.get_num_threads() == 2
 

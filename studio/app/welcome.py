@@ -30,7 +30,8 @@ ABOUT = ("Face Studio shapes 3D faces with morphable models: move a slider per s
          "direction, save and blend faces, fit the model to a scan or a photo, and export meshes "
          "(OBJ, PLY, STL, glTF with shape keys).")
 BESIDE = ("You are sculpting the built-in neural head. The linear models are free to use but cannot "
-          "ship with the studio; import one to get named shape and expression sliders:")
+          "ship with the studio; import one for real scanned identities, the 53 ARKit expressions, "
+          "photo fitting and exports with shape keys:")
 # (kind, button text, where to get it, the import dialog's file filter)
 SOURCES = (
     ("ict", "Import ICT-FaceKit…", "github.com/ICT-VGL/ICT-FaceKit (MIT licence): the repository's zip, "
