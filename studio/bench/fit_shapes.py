@@ -81,8 +81,9 @@ def _fit_file(m, path: Path, syn, truth_model, tmp: Path) -> dict:
 
 def _mean_face_baseline(model, path: Path, syn) -> float:
     """Median scan → mean-face distance over the face area, the mean face placed by the true pose."""
-    from studio.core.fitting.linear_scan import FitResult, model_side, prepare
+    from studio.core.fitting.linear_scan import model_side, prepare
     from studio.core.fitting.report import evaluate
+    from studio.core.fitting.result import FitResult
     from studio.core.fitting.rigid import face_area
     from studio.jobs.fit_scan import load
 

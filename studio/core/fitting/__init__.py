@@ -3,7 +3,9 @@
 ``scan_io`` reads the scan (mesh, point cloud, depth map) into points in a known unit,
 ``align`` finds the similarity transform scan → model (landmarks or a global search + ICP),
 ``linear_scan`` fits a linear (PCA) model's coefficients (non-rigid MAP, coarse to fine),
-``neural_scan`` the neural head's latent codes (MAP, eq. 4.23),
+``neural_scan`` the neural head's latent codes (MAP, eq. 4.23), both as named steps (correspond →
+weight → solve → schedule) under a short ``fit``, their tunables in ``FitOptions`` / ``NeuralFitOptions``,
+and both return ``result.FitResult``;
 ``report`` measures the result in mm and draws the error heatmap, ``synthetic`` makes scans with
 known answers for the tests and the bench. ``fit_scan`` dispatches on the model's kind.
 """

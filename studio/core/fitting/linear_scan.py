@@ -28,12 +28,17 @@ robust and fast (the seed's recipe):
   re-estimated with the coefficients in every solve, alternating with new correspondences.
   A scan in a known or detected unit is metric, so its scale stays the unit's and the shape
   components carry the face's size (``FitOptions.free_scale`` for scans of arbitrary scale).
+
+In the code (after eos): ``fit`` orchestrates ``_sample`` → ``_align`` → ``_fit_coefficients``, whose
+iterations run ``_schedule`` (active columns, pose unknowns) → ``_correspond`` → ``_weight`` (robust
+trimming, row weights) → ``_solve`` (one bounded step), with σ_N in ``_NoiseSchedule``. Every
+threshold and count is a ``FitOptions`` field, with the reason beside it.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -44,8 +49,8 @@ from studio.core.expressions import opposed_pairs
 from studio.core.facemodel import UNIT_TO_MM, Params
 from studio.core.fitting import align, expression_prior, rigid
 from studio.core.fitting.align import Similarity, Target
-from studio.core.fitting.rigid import FaceArea
-from studio.core.fitting.scan_io import Scan, local_geometry
+from studio.core.fitting.result import FitResult
+from studio.core.fitting.scan_io import Scan, scan_samples
 from studio.core.geometry import vertex_normals
 from studio.core.geometry.robust import robust_scale
 from studio.core.geometry.surface import boundary_vertices, incident_triangles, project_to_surface
@@ -92,46 +97,29 @@ class FitOptions:
     expression_l1: float = 2.0  # sparsity price per unit of blendshape weight (see expression_prior)
     expression_exclusion: float = 8.0  # price of opposed blendshapes together
     unreliable_weight: float = 0.2  # weight of eyes, inner lips, nostrils (scanners capture them badly)
-
-
-@dataclass
-class FitResult:
-    model_name: str
-    params: Params
-    to_model: Similarity  # scan coordinates (scan unit) → model coordinates
-    region: str
-    scan_unit: str
-    model_unit: str
-    vertices: np.ndarray  # fitted vertices, model coordinates (all of the model's vertices)
-    region_vertices: np.ndarray  # the vertex indices that were fitted
-    iterations: int
-    seconds: float
-    residual_mm: list[float] = field(default_factory=list)  # robust residual per iteration
-    # The fitted mesh's triangles when its topology depends on the parameters (a neural model's
-    # marching-cubes mesh); None for a fixed-topology model (the model's own triangles).
-    faces: np.ndarray | None = None
-    free_scale: bool = False  # the scan's scale was estimated (its unit's scale was not trusted)
-    rigid: "rigid.RigidResult | None" = None  # how the pose was found (method, detected landmarks, notes)
-    verdict: "object | None" = None  # the fit's own judgement (``verdict.judge``), set by the job
-    face_area: "FaceArea | None" = None  # where the scan's face area is, model frame
-    model_landmarks: np.ndarray | None = None  # (468, 3) the fitted face's landmarks (model frame)
-
-    def scan_to_mm(self) -> float:
-        """Millimetres per scan coordinate: the unit's, or — with a free scale — the estimated one
-        (the scan's nominal unit then says nothing about its size)."""
-        if self.free_scale:
-            return float(self.to_model.s) * UNIT_TO_MM[self.model_unit]
-        return UNIT_TO_MM[self.scan_unit]
-
-    def vertices_in_scan(self) -> np.ndarray:
-        """The fitted face placed on the scan (scan coordinates and unit)."""
-        return self.to_model.inverse().apply(self.vertices)
-
-    def pose_json(self) -> dict:
-        """How to place the model on the scan: x_scan = s·R·x_model + t (scan unit)."""
-        d = self.to_model.inverse().as_dict()
-        d.update({"maps": "model -> scan", "scan_unit": self.scan_unit, "model_unit": self.model_unit})
-        return d
+    # -- the steps' thresholds (correspond → weight → solve → schedule), once inline in the loop --
+    min_points: int = 50  # fewer usable (non-isolated) scan samples than this: no surface to fit
+    min_matches: int = 30  # fewer surviving correspondences than this: the scan is not on the face
+    # Correspondences whose normals differ by more than 60° (cos 60° = 0.5) join different surfaces
+    # (the far side of a nose, an ear's back); either sign counts when the scan's normals are unoriented.
+    normal_cos: float = 0.5
+    # A closest point farther from the scan point, along the surface, than this × the local edge
+    # length is a point beyond the region's edge or over a hole, not on the surface there.
+    tangent_reach: float = 0.5
+    cut_sigmas: float = 3.0  # residuals beyond this × their robust σ (and ``cut_floor_mm``) are outliers
+    # σ_N holds at ``sigma_start_mm`` for the first iterations (the coarse face settles under a strong
+    # prior), then falls geometrically to ``sigma_final_mm`` by the last.
+    sigma_hold: int = 2
+    # The fitted vertices' KD-tree: rebuilt every iteration while the face still moves (the first few),
+    # then every ``tree_every``-th: late on it moves little and the nearest vertex only seeds the exact
+    # closest-point search among its triangles.
+    tree_fresh_until: int = 4
+    tree_every: int = 3
+    # After the rigid stage the closest ``overlap_percentile`` % of the scan lies within
+    # ``overlap_reach`` × the model's size of it, or the scan is not a face (a scan may show much
+    # besides the face: hair, shoulders, so only the closest quarter is asked to).
+    overlap_percentile: float = 25.0
+    overlap_reach: float = 0.04
 
 
 # -- model preparation (cached on the model: the restricted basis is tens of MB for ICT) ------------
@@ -255,21 +243,6 @@ def prepare(model: PCAModel, region: str = "face") -> _Prepared:
     return prep
 
 
-# -- the bounded solve -------------------------------------------------------------------------------
-# -- the fit -----------------------------------------------------------------------------------------
-def scan_samples(scan: Scan, pts: np.ndarray, n: int, rng: np.random.Generator):
-    """Indices of a random subsample plus its normals, border and isolation flags."""
-    tree = cKDTree(pts)
-    idx = np.sort(rng.choice(len(pts), size=min(n, len(pts)), replace=False))
-    nrm, border, isolated = local_geometry(pts, tree, pts[idx], sensor=scan.sensor)
-    oriented = scan.sensor is not None
-    if scan.normals is not None:
-        nrm, oriented = np.asarray(scan.normals, float)[idx], scan.oriented
-    if scan.boundary is not None:
-        border = np.asarray(scan.boundary, bool)[idx]
-    return idx, nrm, border, isolated, oriented
-
-
 def _landmark_pose(model: PCAModel, landmarks: dict, scale: float, with_scale: bool) -> Similarity:
     """Umeyama from the user's 3-D landmarks (scan coordinates) to the model mean's landmarks."""
     scan_pts = np.asarray(landmarks["points"], float) * scale
@@ -290,6 +263,54 @@ def _landmark_pose(model: PCAModel, landmarks: dict, scale: float, with_scale: b
     return align.landmark_align(scan_pts, np.asarray(model.mean, float)[ids], with_scale)
 
 
+# -- the fit -----------------------------------------------------------------------------------------
+_RIGID_SHARE = 0.25  # of the progress bar: the rigid stage; the iterations share the rest
+
+
+@dataclass
+class _Samples:
+    """The scan's subsample the fit works with: points (model unit, scan frame), normals, border."""
+
+    points: np.ndarray
+    normals: np.ndarray
+    border: np.ndarray
+    oriented: bool  # the normals point out of the surface (else only their line counts)
+
+    def __getitem__(self, sel) -> _Samples:
+        return _Samples(self.points[sel], self.normals[sel], self.border[sel], self.oriented)
+
+
+@dataclass
+class _Matches:
+    """One iteration's correspondences: scan → model (every sample to the fitted surface) and, when
+    ``FitOptions.model_weight`` is on, model → scan (region vertices to their nearest sample)."""
+
+    p: np.ndarray  # (n, 3) the samples placed by the current pose (model frame)
+    n_s: np.ndarray  # (n, 3) their normals, rotated alike
+    d: np.ndarray  # (n,) distance to the nearest fitted vertex
+    tri: np.ndarray  # (n,) the closest point's triangle
+    bary: np.ndarray  # (n, 3) and its barycentric coordinates there
+    normal: np.ndarray  # (n, 3) the fitted surface's normal at the closest point
+    r: np.ndarray  # (n,) point-to-plane residual
+    keep: np.ndarray  # (n,) bool: the match counts
+    msub: np.ndarray  # region vertices matched model → scan
+    j: np.ndarray  # their nearest sample
+    dm: np.ndarray  # and its distance
+    rm: np.ndarray  # residual along the scan's normal
+    keep_m: np.ndarray
+
+
+@dataclass
+class _Weights:
+    """Which matches enter the solve, and with what weight."""
+
+    ks: np.ndarray  # kept scan → model matches
+    km: np.ndarray  # kept model → scan matches
+    corner: np.ndarray  # the dominant vertex of each kept scan match's triangle
+    rows: np.ndarray  # per-row weight (scan → model rows, then model → scan rows)
+    noise: float  # the residuals' robust σ (model unit)
+
+
 def fit(model: PCAModel, scan: Scan, region: str = "face", landmarks: dict | None = None,
         options: FitOptions | None = None, progress=None,
         on_update: Callable[[Params, Similarity], None] | None = None, _align_only: bool = False):
@@ -308,140 +329,17 @@ def fit(model: PCAModel, scan: Scan, region: str = "face", landmarks: dict | Non
     unit_scale = UNIT_TO_MM[scan.unit] / mm  # scan unit → model unit
     pts = np.asarray(scan.points, float) * unit_scale
     report(progress, 0.0, "reading the scan")
-    idx, s_nrm, s_border, isolated, oriented = scan_samples(scan, pts, opt.samples, rng)
-    usable = ~isolated
-    if usable.sum() < 50:
-        raise StudioError("the scan has too few surface points to fit (most are isolated outliers)")
-    sample = pts[idx]
-
+    samples, usable = _sample(scan, pts, opt, rng)
     # 1. rigid before non-rigid: a similarity that puts the scan onto the model mean.
-    align_progress = (lambda f, m="": report(progress, 0.25 * f, m)) if progress else None
-    given = _landmark_pose(model, landmarks, unit_scale, opt.free_scale) if landmarks is not None else None
-    cand = np.flatnonzero(usable)
-    # the user's landmarks: refine on the whole sample; the search ranks hypotheses on a few hundred
-    pick = cand if given is not None or len(cand) <= opt.align_samples else \
-        rng.choice(cand, opt.align_samples, replace=False)
-    side = model_side(model, prep)
-    rig = rigid.align_scan(side, rigid.render_surface(scan, pts), sample[pick], s_nrm[pick],
-                           s_border[pick], oriented, opt.free_scale, given, opt.align_iterations,
-                           progress=align_progress)
-    sim = rig.sim
-    free_scale = rig.free_scale
-    _check_overlap(sample[usable], sim, prep)
+    rig, side = _align(model, prep, scan, pts, samples, usable, landmarks, unit_scale, opt, rng, progress)
     if _align_only:
-        return Similarity(sim.s * unit_scale, sim.R, sim.t)
-
+        return Similarity(rig.sim.s * unit_scale, rig.sim.R, rig.sim.t)
     # 2. non-rigid: alternate correspondences and one regularised least-squares solve.
-    k = prep.basis.shape[2]
-    alpha = np.zeros(k)
-    centre = prep.mean.mean(axis=0)
-    residuals: list[float] = []
-    sigma = opt.sigma_start_mm / mm
-    floor = opt.sigma_final_mm / mm
-    decay = (floor / sigma) ** (1.0 / max(opt.iterations - 2, 1)) if opt.iterations > 2 else 1.0
-    inner = np.flatnonzero(~prep.border)
-    msub = inner if len(inner) <= opt.model_samples else np.sort(rng.choice(inner, opt.model_samples, replace=False))
     # Isolated points never take part: drop them from the per-iteration work altogether.
-    sample, s_nrm, s_border = sample[usable], s_nrm[usable], s_border[usable]
-    usable = np.ones(len(sample), bool)
-    u_idx = np.arange(len(sample))
-    tree = None
-    for it in range(opt.iterations):
-        report(progress, 0.25 + 0.75 * it / opt.iterations, f"fitting: iteration {it + 1}/{opt.iterations}")
-        frac = opt.coarse[min(it, len(opt.coarse) - 1)]
-        active = np.flatnonzero(np.where(prep.normal_cols, prep.rank < np.ceil(frac * prep.group_size),
-                                         it >= opt.expressions_from))
-        verts = prep.mean + (prep.basis @ alpha.astype(np.float32)).T.astype(np.float64)
-        vn = vertex_normals(verts, prep.faces)
-        p = sim.apply(sample)
-        n_s = sim.rotate(s_nrm)
-        # scan → model: every usable scan point to the closest point of the fitted surface
-        # (among the triangles around its nearest vertex; exact, so no bias from the vertex grid).
-        if tree is None or it < 4 or it % 3 == 0:  # the face moves little late on: reuse the tree
-            tree = cKDTree(verts)
-        d, i = tree.query(p)
-        tri, bary, q = project_to_surface(p, verts, prep.faces, prep.incident, i)
-        nq = np.einsum("nk,nki->ni", bary, vn[tri])
-        nq /= np.maximum(np.linalg.norm(nq, axis=1, keepdims=True), 1e-12)
-        keep = usable & ~prep.border[i]
-        keep &= _compatible(n_s, nq, oriented)
-        off = p - q
-        r = np.einsum("ij,ij->i", nq, off)
-        keep &= np.linalg.norm(off - r[:, None] * nq, axis=1) <= 0.5 * prep.spacing[i]
-        # model → scan: region vertices to their nearest scan point; keeps a partial scan from
-        # shrinking onto a patch of the face (scan borders are no evidence: rejected).
-        if opt.model_weight > 0:
-            dm, j = cKDTree(p[u_idx]).query(verts[msub])
-            j = u_idx[j]
-            keep_m = ~s_border[j] & _compatible(n_s[j], vn[msub], oriented)
-            rm = np.einsum("ij,ij->i", n_s[j], verts[msub] - p[j])
-        else:  # one-sided (the default): nothing to compute
-            dm, j, keep_m, rm = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0)
-        if keep.sum() < 30 or (opt.model_weight > 0 and keep_m.sum() < 30):
-            raise FitFailed("the scan does not match the model's face: too few points land on it "
-                              "(is this a face scan, and in the unit given?)")
-        # Robust scale of the residuals; correspondences far beyond it (and the worst fraction) go.
-        scale = robust_scale(r[keep])
-        cut = max(3.0 * scale, opt.cut_floor_mm / mm)
-        keep &= np.abs(r) <= cut
-        keep &= d <= np.quantile(d[keep], 1 - opt.trim)
-        keep_m &= np.abs(rm) <= cut
-        keep_m &= dm <= np.quantile(dm[keep_m], 1 - opt.trim) if keep_m.sum() > 30 else True
-        residuals.append(float(np.sqrt(np.mean(r[keep] ** 2)) * mm))
-        # Rows: d r/d(α_active, ω, τ, σ). Scan→model: r = n·(T(s) − v(α)); model→scan with
-        # the scan's normal: r = n_s·(v(α) − T(s)).
-        ks, km = np.flatnonzero(keep), np.flatnonzero(keep_m)
-        ns = nq[ks]
-        # The derivative through the dominant corner's basis row (a third of the gathers of the
-        # exact barycentric blend; the residual itself is exact, so the fixed point is unchanged).
-        corner = tri[ks, np.argmax(bary[ks], axis=1)]
-        a1 = -_rows(prep.basis, corner, ns, active)
-        jp1 = align.pose_jacobian(p[ks], ns, centre)
-        vm, nm = msub[km], n_s[j[km]]
-        a2 = _rows(prep.basis, vm, nm, active)
-        jp2 = -align.pose_jacobian(p[j[km]], nm, centre)
-        # Pose unknowns: rotation and translation always (unless held), the scale only while it
-        # is free — a metric scan's scale is its unit's; a free one is refined while the face is
-        # still coarse (few components, no expressions), later the many components could trade
-        # size for shape.
-        npose = 0 if not opt.fit_pose else (7 if free_scale and it < opt.scale_until else 6)
-        jac = np.vstack([np.hstack([a1, jp1[:, :npose]]), opt.model_weight * np.hstack([a2, jp2[:, :npose]])])
-        res = np.r_[r[ks], opt.model_weight * rm[km]]
-        # Per-row weights: unreliable zones count less; all rows together as at most
-        # ``independent`` observations (correlated residuals, see FitOptions).
-        rw = np.r_[np.where(prep.unreliable[corner], opt.unreliable_weight, 1.0), np.ones(len(km))]
-        rw *= min(1.0, opt.independent / max(float(rw.sum()), 1.0))
-        w = 1.0 / sigma**2
-        h = w * (jac.T @ (jac * rw[:, None]))
-        g = -w * (jac.T @ (res * rw))
-        na = len(active)
-        pw = prep.prior[active].copy()
-        box = np.isin(active, prep.box_cols)
-        pw[box] = 1.0 / opt.expression_sigma**2
-        h[np.arange(na), np.arange(na)] += pw
-        g[:na] -= pw * alpha[active]
-        if box.any():  # sparsity and exclusion: a price per unit of weight, linearised here
-            price = expression_prior.linear_terms(alpha, prep.opposed, opt.expression_l1,
-                                                  opt.expression_exclusion)
-            g[:na][box] -= price[active[box]]
-        # Damp the pose step in proportion to the scan's spread about the centre: near-symmetric
-        # surfaces (a round cranium) barely fix a rotation, and an undamped step there spins the
-        # face while the coefficients chase it; well-posed directions hardly notice the damping.
-        lever = float(np.sum((p[ks] - centre) ** 2))
-        h[na:, na:] += opt.pose_damping * w * lever * np.eye(npose)
-        lo = np.r_[prep.lower[active] - alpha[active], np.full(npose, -np.inf)]
-        hi = np.r_[prep.upper[active] - alpha[active], np.full(npose, np.inf)]
-        x = bounded_quadratic(h, g, lo, hi)
-        x = np.r_[x, np.zeros(7 - npose)]
-        alpha[active] += x[:na]
-        sim = sim.compose(align.pose_step(x[na:], centre))
-        if it >= 2:  # σ_N: high → low, but never below the noise the residuals show
-            sigma = max(sigma * decay, opt.noise_weight * scale, floor)
-        if on_update is not None:
-            on_update(_params(prep, model, alpha), Similarity(sim.s * unit_scale, sim.R, sim.t))
+    alpha, sim, residuals = _fit_coefficients(model, prep, samples[usable], rig, opt, rng, mm, unit_scale,
+                                              progress, on_update)
     report(progress, 1.0, "fitted")
     params = _params(prep, model, alpha)
-    to_model = Similarity(sim.s * unit_scale, sim.R, sim.t)
     fitted = np.asarray(model.vertices(params), np.float64)
     if rig.scan_landmarks is not None:
         rig.scan_landmarks = rig.scan_landmarks / unit_scale  # into the scan's own coordinates
@@ -450,15 +348,200 @@ def fit(model: PCAModel, scan: Scan, region: str = "face", landmarks: dict | Non
         from studio.core.photo.shading import drawable_faces
 
         lm = side.landmarks.on(fitted, drawable_faces(model))
-    return FitResult(model.name, params, to_model, region, scan.unit, model.meta.unit, fitted, prep.verts,
-                     opt.iterations, time.perf_counter() - t0, residuals, free_scale=free_scale, rigid=rig,
-                     face_area=rigid.face_area(side), model_landmarks=lm)
+    return FitResult(model.name, params, Similarity(sim.s * unit_scale, sim.R, sim.t), region, scan.unit,
+                     model.meta.unit, fitted, prep.verts, opt.iterations, time.perf_counter() - t0, residuals,
+                     free_scale=rig.free_scale, rigid=rig, face_area=rigid.face_area(side), model_landmarks=lm)
 
 
-def _compatible(a: np.ndarray, b: np.ndarray, oriented: bool) -> np.ndarray:
-    """Normals within 60° (either sign when the scan's normals have no reliable orientation)."""
+def _sample(scan: Scan, pts: np.ndarray, opt: FitOptions, rng: np.random.Generator) -> tuple[_Samples, np.ndarray]:
+    """The scan's subsample and which of it is usable (not isolated outlier points)."""
+    idx, s_nrm, s_border, isolated, oriented = scan_samples(scan, pts, opt.samples, rng)
+    usable = ~isolated
+    if usable.sum() < opt.min_points:
+        raise StudioError("the scan has too few surface points to fit (most are isolated outliers)")
+    return _Samples(pts[idx], s_nrm, s_border, oriented), usable
+
+
+def _align(model: PCAModel, prep: _Prepared, scan: Scan, pts: np.ndarray, samples: _Samples, usable: np.ndarray,
+           landmarks: dict | None, unit_scale: float, opt: FitOptions, rng: np.random.Generator,
+           progress) -> tuple[rigid.RigidResult, rigid.ModelSide]:
+    """The rigid stage (``rigid.align_scan``, shared with the neural fitter), checked for overlap."""
+    align_progress = (lambda f, m="": report(progress, _RIGID_SHARE * f, m)) if progress else None
+    given = _landmark_pose(model, landmarks, unit_scale, opt.free_scale) if landmarks is not None else None
+    cand = np.flatnonzero(usable)
+    # the user's landmarks: refine on the whole sample; the search ranks hypotheses on a few hundred
+    pick = cand if given is not None or len(cand) <= opt.align_samples else \
+        rng.choice(cand, opt.align_samples, replace=False)
+    side = model_side(model, prep)
+    chosen = samples[pick]
+    rig = rigid.align_scan(side, rigid.render_surface(scan, pts), chosen.points, chosen.normals, chosen.border,
+                           chosen.oriented, opt.free_scale, given, opt.align_iterations, progress=align_progress)
+    _check_overlap(samples.points[usable], rig.sim, prep, opt)
+    return rig, side
+
+
+def _fit_coefficients(model: PCAModel, prep: _Prepared, samples: _Samples, rig: rigid.RigidResult,
+                      opt: FitOptions, rng: np.random.Generator, mm: float, unit_scale: float, progress,
+                      on_update) -> tuple[np.ndarray, Similarity, list[float]]:
+    """The non-rigid loop: schedule → correspond → weight → solve, ``opt.iterations`` times.
+    Returns the coefficients, the pose (model-unit scan → model) and the robust residual per iteration."""
+    alpha = np.zeros(prep.basis.shape[2])
+    centre = prep.mean.mean(axis=0)
+    sim = rig.sim
+    residuals: list[float] = []
+    noise_level = _NoiseSchedule.start(opt, mm)
+    inner = np.flatnonzero(~prep.border)
+    msub = inner if len(inner) <= opt.model_samples else np.sort(rng.choice(inner, opt.model_samples, replace=False))
+    tree = None
+    for it in range(opt.iterations):
+        report(progress, _RIGID_SHARE + (1 - _RIGID_SHARE) * it / opt.iterations,
+               f"fitting: iteration {it + 1}/{opt.iterations}")
+        active, npose = _schedule(prep, opt, it, rig.free_scale)
+        verts = prep.mean + (prep.basis @ alpha.astype(np.float32)).T.astype(np.float64)
+        if tree is None or it < opt.tree_fresh_until or it % opt.tree_every == 0:
+            tree = cKDTree(verts)
+        matches = _correspond(prep, opt, verts, tree, sim, samples, msub)
+        weights = _weight(prep, opt, matches, mm)
+        residuals.append(float(np.sqrt(np.mean(matches.r[matches.keep] ** 2)) * mm))
+        x = _solve(prep, opt, matches, weights, alpha, active, npose, noise_level.sigma, centre)
+        alpha[active] += x[:len(active)]
+        sim = sim.compose(align.pose_step(x[len(active):], centre))
+        noise_level.step(opt, it, weights.noise)
+        if on_update is not None:
+            on_update(_params(prep, model, alpha), Similarity(sim.s * unit_scale, sim.R, sim.t))
+    return alpha, sim, residuals
+
+
+def _schedule(prep: _Prepared, opt: FitOptions, it: int, free_scale: bool) -> tuple[np.ndarray, int]:
+    """Coarse to fine: the columns iteration ``it`` solves for (the first ``opt.coarse`` fraction of
+    each normal group; box groups, the blendshapes, from ``opt.expressions_from``) and how many pose
+    unknowns go with them. Rotation and translation always (unless held), the scale only while it is
+    free — a metric scan's scale is its unit's; a free one is refined while the face is still coarse
+    (few components, no expressions), later the many components could trade size for shape."""
+    frac = opt.coarse[min(it, len(opt.coarse) - 1)]
+    active = np.flatnonzero(np.where(prep.normal_cols, prep.rank < np.ceil(frac * prep.group_size),
+                                     it >= opt.expressions_from))
+    npose = 0 if not opt.fit_pose else (7 if free_scale and it < opt.scale_until else 6)
+    return active, npose
+
+
+@dataclass
+class _NoiseSchedule:
+    """σ_N, the data term's noise level: high at first (the prior keeps the face plausible), falling
+    geometrically toward ``sigma_final_mm`` but never below the noise the residuals show."""
+
+    sigma: float
+    floor: float
+    decay: float
+
+    @classmethod
+    def start(cls, opt: FitOptions, mm: float) -> _NoiseSchedule:
+        sigma, floor = opt.sigma_start_mm / mm, opt.sigma_final_mm / mm
+        span = opt.iterations - opt.sigma_hold
+        return cls(sigma, floor, (floor / sigma) ** (1.0 / max(span, 1)) if span > 0 else 1.0)
+
+    def step(self, opt: FitOptions, it: int, noise: float) -> None:
+        if it >= opt.sigma_hold:
+            self.sigma = max(self.sigma * self.decay, opt.noise_weight * noise, self.floor)
+
+
+def _correspond(prep: _Prepared, opt: FitOptions, verts: np.ndarray, tree: cKDTree, sim: Similarity,
+                samples: _Samples, msub: np.ndarray) -> _Matches:
+    """Correspondences with the current face and pose, and the geometric rejections: matches on the
+    region's border, with incompatible normals, or off the surface along it."""
+    vn = vertex_normals(verts, prep.faces)
+    p = sim.apply(samples.points)
+    n_s = sim.rotate(samples.normals)
+    # scan → model: every usable scan point to the closest point of the fitted surface
+    # (among the triangles around its nearest vertex; exact, so no bias from the vertex grid).
+    d, i = tree.query(p)
+    tri, bary, q = project_to_surface(p, verts, prep.faces, prep.incident, i)
+    nq = np.einsum("nk,nki->ni", bary, vn[tri])
+    nq /= np.maximum(np.linalg.norm(nq, axis=1, keepdims=True), 1e-12)
+    keep = ~prep.border[i]
+    keep &= _compatible(n_s, nq, samples.oriented, opt.normal_cos)
+    off = p - q
+    r = np.einsum("ij,ij->i", nq, off)
+    keep &= np.linalg.norm(off - r[:, None] * nq, axis=1) <= opt.tangent_reach * prep.spacing[i]
+    # model → scan: region vertices to their nearest scan point; keeps a partial scan from
+    # shrinking onto a patch of the face (scan borders are no evidence: rejected).
+    if opt.model_weight > 0:
+        dm, j = cKDTree(p).query(verts[msub])
+        keep_m = ~samples.border[j] & _compatible(n_s[j], vn[msub], samples.oriented, opt.normal_cos)
+        rm = np.einsum("ij,ij->i", n_s[j], verts[msub] - p[j])
+    else:  # one-sided (the default): nothing to compute
+        dm, j, keep_m, rm = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0)
+    return _Matches(p, n_s, d, tri, bary, nq, r, keep, msub, j, dm, rm, keep_m)
+
+
+def _weight(prep: _Prepared, opt: FitOptions, m: _Matches, mm: float) -> _Weights:
+    """Robust weights: correspondences far beyond the residuals' robust scale, and the worst
+    ``opt.trim`` fraction, go (``m.keep`` and ``m.keep_m`` are narrowed in place); unreliable zones
+    count ``opt.unreliable_weight``; all rows together as at most ``opt.independent`` observations
+    (correlated residuals, see FitOptions)."""
+    if m.keep.sum() < opt.min_matches or (opt.model_weight > 0 and m.keep_m.sum() < opt.min_matches):
+        raise FitFailed("the scan does not match the model's face: too few points land on it "
+                        "(is this a face scan, and in the unit given?)")
+    noise = robust_scale(m.r[m.keep])
+    cut = max(opt.cut_sigmas * noise, opt.cut_floor_mm / mm)
+    m.keep &= np.abs(m.r) <= cut
+    m.keep &= m.d <= np.quantile(m.d[m.keep], 1 - opt.trim)
+    m.keep_m &= np.abs(m.rm) <= cut
+    m.keep_m &= m.dm <= np.quantile(m.dm[m.keep_m], 1 - opt.trim) if m.keep_m.sum() > opt.min_matches else True
+    ks, km = np.flatnonzero(m.keep), np.flatnonzero(m.keep_m)
+    # The derivative through the dominant corner's basis row (a third of the gathers of the
+    # exact barycentric blend; the residual itself is exact, so the fixed point is unchanged).
+    corner = m.tri[ks, np.argmax(m.bary[ks], axis=1)]
+    rows = np.r_[np.where(prep.unreliable[corner], opt.unreliable_weight, 1.0), np.ones(len(km))]
+    rows *= min(1.0, opt.independent / max(float(rows.sum()), 1.0))
+    return _Weights(ks, km, corner, rows, noise)
+
+
+def _solve(prep: _Prepared, opt: FitOptions, m: _Matches, wt: _Weights, alpha: np.ndarray, active: np.ndarray,
+           npose: int, sigma: float, centre: np.ndarray) -> np.ndarray:
+    """One bounded regularised least-squares step in the active coefficients and ``npose`` pose
+    unknowns: (Δα_active, ω, τ, σ), the pose part padded with zeros to 7."""
+    # Rows: d r/d(α_active, ω, τ, σ). Scan→model: r = n·(T(s) − v(α)); model→scan with
+    # the scan's normal: r = n_s·(v(α) − T(s)).
+    ks, km = wt.ks, wt.km
+    ns = m.normal[ks]
+    a1 = -_rows(prep.basis, wt.corner, ns, active)
+    jp1 = align.pose_jacobian(m.p[ks], ns, centre)
+    vm, nm = m.msub[km], m.n_s[m.j[km]]
+    a2 = _rows(prep.basis, vm, nm, active)
+    jp2 = -align.pose_jacobian(m.p[m.j[km]], nm, centre)
+    jac = np.vstack([np.hstack([a1, jp1[:, :npose]]), opt.model_weight * np.hstack([a2, jp2[:, :npose]])])
+    res = np.r_[m.r[ks], opt.model_weight * m.rm[km]]
+    rw = wt.rows
+    w = 1.0 / sigma**2
+    h = w * (jac.T @ (jac * rw[:, None]))
+    g = -w * (jac.T @ (res * rw))
+    na = len(active)
+    pw = prep.prior[active].copy()
+    box = np.isin(active, prep.box_cols)
+    pw[box] = 1.0 / opt.expression_sigma**2
+    h[np.arange(na), np.arange(na)] += pw
+    g[:na] -= pw * alpha[active]
+    if box.any():  # sparsity and exclusion: a price per unit of weight, linearised here
+        price = expression_prior.linear_terms(alpha, prep.opposed, opt.expression_l1,
+                                              opt.expression_exclusion)
+        g[:na][box] -= price[active[box]]
+    # Damp the pose step in proportion to the scan's spread about the centre: near-symmetric
+    # surfaces (a round cranium) barely fix a rotation, and an undamped step there spins the
+    # face while the coefficients chase it; well-posed directions hardly notice the damping.
+    lever = float(np.sum((m.p[ks] - centre) ** 2))
+    h[na:, na:] += opt.pose_damping * w * lever * np.eye(npose)
+    lo = np.r_[prep.lower[active] - alpha[active], np.full(npose, -np.inf)]
+    hi = np.r_[prep.upper[active] - alpha[active], np.full(npose, np.inf)]
+    x = bounded_quadratic(h, g, lo, hi)
+    return np.r_[x, np.zeros(7 - npose)]
+
+
+def _compatible(a: np.ndarray, b: np.ndarray, oriented: bool, cos: float = 0.5) -> np.ndarray:
+    """Normals within arccos(``cos``), 60° by default (either sign when the scan's normals have no
+    reliable orientation)."""
     dots = np.einsum("ij,ij->i", a, b)
-    return dots > 0.5 if oriented else np.abs(dots) > 0.5
+    return dots > cos if oriented else np.abs(dots) > cos
 
 
 def _rows(basis: np.ndarray, vi: np.ndarray, n: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -500,12 +583,12 @@ def _params(prep: _Prepared, model: PCAModel, alpha: np.ndarray) -> Params:
     return out
 
 
-def _check_overlap(p: np.ndarray, sim: Similarity, prep: _Prepared) -> None:
+def _check_overlap(p: np.ndarray, sim: Similarity, prep: _Prepared, opt: FitOptions) -> None:
     """After alignment most scan points should lie near the model; a cube or a chair does not."""
     d, _ = prep.align_target.tree.query(sim.apply(p))
     extent = float(np.ptp(prep.align_target.points, axis=0).max())
-    near = float(np.percentile(d, 25))  # a scan may show much besides the face (hair, shoulders)
-    if near > 0.04 * extent:
+    near = float(np.percentile(d, opt.overlap_percentile))  # a scan may show much besides the face
+    if near > opt.overlap_reach * extent:
         raise FitFailed("the scan does not look like a face: after the best alignment even its closest "
                           f"quarter of points lies {near / extent * 100:.0f}% of the face's size away from the model "
                           "(check the file, the unit, or give --landmarks)")

@@ -19,7 +19,8 @@ from scipy.spatial import cKDTree
 
 from studio.core.errors import StudioError
 from studio.core.facemodel import UNIT_TO_MM, FaceModel
-from studio.core.fitting.linear_scan import FitResult, prepare
+from studio.core.fitting.linear_scan import prepare
+from studio.core.fitting.result import FitResult
 from studio.core.fitting.scan_io import Scan, local_geometry
 from studio.core.geometry.surface import closest_points, incident_triangles
 from studio.core.metrics import sample_surface, surface_metrics

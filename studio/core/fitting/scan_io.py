@@ -426,3 +426,18 @@ def local_geometry(points: np.ndarray, tree: cKDTree, query: np.ndarray, k: int 
     off = np.linalg.norm((c - query) - np.einsum("ij,ij->i", c - query, nrm)[:, None] * nrm, axis=1)
     isolated = radius > 3 * np.median(radius)
     return nrm, off > radius / 3, isolated
+
+
+def scan_samples(scan: Scan, pts: np.ndarray, n: int, rng: np.random.Generator):
+    """The fitters' subsample of a scan: indices of ``n`` random points of ``pts`` (the scan's points,
+    scaled) plus their normals, border and isolation flags and whether the normals are oriented. The
+    scan's own normals and border win over the KD-tree estimates where it has them."""
+    tree = cKDTree(pts)
+    idx = np.sort(rng.choice(len(pts), size=min(n, len(pts)), replace=False))
+    nrm, border, isolated = local_geometry(pts, tree, pts[idx], sensor=scan.sensor)
+    oriented = scan.sensor is not None
+    if scan.normals is not None:
+        nrm, oriented = np.asarray(scan.normals, float)[idx], scan.oriented
+    if scan.boundary is not None:
+        border = np.asarray(scan.boundary, bool)[idx]
+    return idx, nrm, border, isolated, oriented
