@@ -34,6 +34,14 @@ def test_the_true_face_outline_lies_on_the_rendered_photos_edges(ict_model):
     target, ok = field.match(xy, n2, reach_px=8.0)
     assert ok.mean() > 0.7
     assert np.median(np.linalg.norm(target[ok] - xy[ok], axis=1)) < 1.5
+    # over a box around the face (what the fit computes) the matches are the same
+    lo, hi = xy.min(0) - 40, xy.max(0) + 40
+    boxed = outline.edge_field(photo.image, 1.5, (int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])))
+    assert boxed.distance.size < field.distance.size
+    target_b, ok_b = boxed.match(xy, n2, reach_px=8.0)
+    same = ok & ok_b
+    assert same.sum() > 0.95 * ok.sum()
+    assert np.allclose(target_b[same], target[same])
 
 
 def test_a_too_narrow_face_is_pulled_outwards(ict_model):

@@ -65,7 +65,10 @@ class _Synthesis:
         blur_px = max(1.0, face_px / 250.0)
         # the photo blurred for the coarse phases (σ in units of ~1/250 of the face's size)
         self.imgs = {k: _image_tensor(image, k * blur_px) for k in (3.0, 1.5, 0.0)}
-        self.edges = outline.edge_field(image, 1.5 * blur_px) if options.effective_outline > 0 else None
+        lo, hi = np.min(corr.points, axis=0), np.max(corr.points, axis=0)
+        margin = 0.4 * face_px  # the outline lies within the landmarks' box but for the temples and the chin
+        box = (int(lo[0] - margin), int(lo[1] - margin), int(hi[0] + margin) + 1, int(hi[1] + margin) + 1)
+        self.edges = outline.edge_field(image, 1.5 * blur_px, box) if options.effective_outline > 0 else None
         self.sigma_out, self.reach_out = 2.0 * blur_px, outline.REACH * face_px
 
     def _albedo_unknowns(self, model: PCAModel, sub: _Sub) -> None:
