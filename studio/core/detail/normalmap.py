@@ -14,6 +14,7 @@ import numpy as np
 
 from studio.core.detail.displacement import TexelFrames, triangle_uv_jacobians
 from studio.core.detail.uv_raster import UVRaster
+from studio.core.photo.texture import dilate
 
 FLAT = np.array([128, 128, 255], np.uint8)  # (0, 0, 1): no detail
 
@@ -66,7 +67,9 @@ def encode(normals: np.ndarray, frame: tuple, raster: UVRaster) -> np.ndarray:
     nt /= np.maximum(np.linalg.norm(nt, axis=1, keepdims=True), 1e-12)
     out = np.tile(FLAT, (raster.size, raster.size, 1))
     out[raster.mask] = np.clip(np.round((nt * 0.5 + 0.5) * 255), 0, 255).astype(np.uint8)
-    return _grow(out, raster.mask)
+    # flat texels next to the region take their neighbour's value, so bilinear filtering at the
+    # region's border does not blend in a tilt of zero detail (a visible seam line)
+    return dilate(out, raster.mask, steps=3)
 
 
 def decode(rgb: np.ndarray, T: np.ndarray, B: np.ndarray, N: np.ndarray) -> np.ndarray:
@@ -74,18 +77,6 @@ def decode(rgb: np.ndarray, T: np.ndarray, B: np.ndarray, N: np.ndarray) -> np.n
     n_t = np.asarray(rgb, float) / 255.0 * 2 - 1
     n = T * n_t[:, :1] + B * n_t[:, 1:2] + N * n_t[:, 2:3]
     return n / np.linalg.norm(n, axis=1, keepdims=True)
-
-
-def _grow(img: np.ndarray, mask: np.ndarray, steps: int = 3) -> np.ndarray:
-    """Flat texels next to the region take their neighbour's value, so bilinear filtering at the
-    region's border does not blend in a tilt of zero detail (a visible seam line)."""
-    from scipy.ndimage import distance_transform_edt
-
-    d, (iy, ix) = distance_transform_edt(~mask, return_indices=True)
-    near = (d > 0) & (d <= steps)
-    out = img.copy()
-    out[near] = img[iy[near], ix[near]]
-    return out
 
 
 def normal_map_image(raster: UVRaster, vertices, faces, uv, face_uv, d: np.ndarray) -> np.ndarray:

@@ -89,16 +89,16 @@ def photo_texture(model: PCAModel, vertices: np.ndarray, camera, image: np.ndarr
         col[seen] = _bilinear(image, pxy)
         tex = np.tile((skin * 255).astype(np.uint8), (size, size, 1))
         tex[m] = (np.clip(col, 0, 1) * 255 + 0.5).astype(np.uint8)
-        tex = _dilate(tex, m)
+        tex = dilate(tex, m)
     return PhotoTexture(colors, vis, tex)
 
 
-def _dilate(tex: np.ndarray, mask: np.ndarray, steps: int = 4) -> np.ndarray:
-    """Grow texels over UV-island borders so texture filtering does not bleed background in."""
+def dilate(tex: np.ndarray, mask: np.ndarray, steps: int = 4) -> np.ndarray:
+    """Grow texels over UV-island borders (each texel within ``steps`` of ``mask`` takes its nearest
+    masked texel's value) so texture filtering does not bleed background, or a flat tilt, in."""
     from scipy.ndimage import distance_transform_edt
 
-    _, (iy, ix) = distance_transform_edt(~mask, return_indices=True)
-    d = distance_transform_edt(~mask)
+    d, (iy, ix) = distance_transform_edt(~mask, return_indices=True)
     near = (d > 0) & (d <= steps)
     out = tex.copy()
     out[near] = tex[iy[near], ix[near]]
