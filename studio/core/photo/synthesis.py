@@ -132,11 +132,10 @@ class _Synthesis:
             self.sub.retie_contour(v, R_now, self.translation().numpy(), self.cam.focal)
         return vis, rim
 
-    def start_albedo(self) -> None:
-        """The per-vertex albedo starts at the median colour the visible face shows."""
+    def start_albedo(self, vis: torch.Tensor) -> None:
+        """The per-vertex albedo starts at the median colour the visible face (``vis``) shows."""
         with torch.no_grad():
-            v, vc, xy, depth = self.geometry()
-            vis, _ = self.visibility(vc, xy, depth)
+            _, _, xy, _ = self.geometry()
             obs = _sample(self.imgs[3.0], xy)
             if vis.sum() < 30:
                 raise StudioError("too little of the face is visible to compare with the photo")
@@ -253,16 +252,17 @@ def run(model: PCAModel, sub: _Sub, image, corr, coeffs, cam: Camera, sigma_lm, 
         progress, preview):
     """The schedule: phases of blur and released components, σ_I decaying geometrically."""
     s = _Synthesis(model, sub, image, corr, coeffs, cam, sigma_lm, scale, options)
-    s.start_albedo()
+    vis, rim = s.update_visibility()  # iteration 0's, and what the albedo starts from
+    s.start_albedo(vis)
     n_iter = max(int(options.iterations), 10)
     sig_hi, sig_lo = options.sigma_image
     opt = s.optimiser()
     starts = np.cumsum([0] + [int(round(p[0] * n_iter)) for p in PHASES])
-    it, vis, rim = 0, None, np.zeros(0, np.int64)
+    it = 0
     for phase, (_share, blur, release) in enumerate(PHASES):
         for _ in range(starts[phase + 1] - starts[phase]):
             sigma_i = sig_hi * (sig_lo / sig_hi) ** (it / n_iter)  # geometric decay high → low
-            if vis is None or it % VISIBILITY_EVERY == 0:
+            if it > 0 and it % VISIBILITY_EVERY == 0:
                 vis, rim = s.update_visibility()
             opt.zero_grad()
             loss, state = s.energy(s.imgs[blur], vis, rim, sigma_i)
