@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_app import TIMEOUT, open_window, save_synth, settle
+from test_app import TIMEOUT, open_window, save_synth, settle, synth, window  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.gui
 
@@ -27,16 +27,6 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 CHILD = Path(__file__).with_name("window_child.py")
 REPO = CHILD.parents[1]
-
-
-@pytest.fixture
-def synth(studio_home):
-    return save_synth()
-
-
-@pytest.fixture
-def window(qtbot, synth):
-    return open_window(qtbot)
 
 
 def child(mode: str, out: Path, *args: str) -> subprocess.Popen:
