@@ -177,8 +177,16 @@ def test_init_adds_identities_with_codes_predicted_from_their_shape(tiny_data, t
     from studio.core.neural.quality import quality_report  # posed figures only where expressions exist
     report = quality_report(load_checkpoint(tmp_path / "b"), make_model(), n_train=7, n_heldout=0, res=32)
     assert len(report["train"]) == 7 and len(report["train_posed"]) == 4
-    with pytest.raises(StudioError, match="other data"):  # expressions on other identities
-        train(more, tiny_config(regions=(), n_train=7, n_norm_ids=4), tmp_path / "c", init=ck)
+    # expressions on other identities: other poses, so the expression codes restart (identities kept)
+    other = nd.build_training_data(make_model(), tiny_config(regions=(), n_train=7, n_norm_ids=4))
+    third = train(other, tiny_config(regions=(), n_train=7, n_norm_ids=4, id_steps=0, ex_steps=0), tmp_path / "c",
+                  init=ck)
+    np.testing.assert_allclose(third.id_codes.detach().numpy()[:4], first.id_codes.detach().numpy(), atol=1e-7)
+    assert not third.ex_codes.detach().abs().any()
+    assert load_checkpoint(tmp_path / "c").meta["initialised_from"]["expression_codes_restarted"]
+    with pytest.raises(StudioError, match="other heads"):  # other seeds are other people
+        train(more, tiny_config(regions=(), n_train=7, n_norm_ids=4, n_expr_ids=4, train_seed0=50), tmp_path / "d",
+              init=ck)
 
 
 def test_predicted_codes_recover_a_linear_map():

@@ -56,6 +56,12 @@ from studio.core.neural.model import NeuralHead
 from studio.core.progress import ProgressFn, report
 
 STAGES = ("identity", "render", "expression")  # the order they run in
+# --init into another recipe: these fields may differ. FREE: more or fewer identities of the same
+# seeds (codes kept or predicted); RESAMPLED: the same heads sampled otherwise (eyeballs joined to the
+# solid, detail-weighted or denser samples; codes kept); EXPRESSION: other poses (codes restarted).
+FREE_FIELDS = ("n_train", "n_expr_ids", "n_norm_ids")
+RESAMPLED_FIELDS = ("eye_regions", "detail_share", "n_surface", "n_near", "near_sigmas", "n_uniform")
+EXPRESSION_FIELDS = ("n_expr_per_id", "expr_active", "expr_active_max", "n_corr")
 CONFIG_ORDER = ("identity", "expression", "render")  # the order of the config's per-stage tuples
 LEGACY_STAGES = ("identity", "expression", "render")  # stage indices of states saved before "stage_name"
 STATE_FILE = "train_state.pt"
@@ -376,15 +382,22 @@ class Trainer:
         80 % of held-out codes' variance), much closer than the mean code."""
         if ck.config.architecture() != self.cfg.architecture():
             raise StudioError("the --init checkpoint has other network sizes than this config")
-        free = ("n_train", "n_expr_ids", "n_norm_ids")
-        if any(getattr(ck.config, k) != getattr(self.cfg, k) for k in DATA_FIELDS if k not in free) \
-                or ck.config.expr_ids != self.cfg.expr_ids:
-            raise StudioError("the --init checkpoint was trained on other data (its recipe differs from this config)")
+        strict = [k for k in DATA_FIELDS if k not in FREE_FIELDS + RESAMPLED_FIELDS + EXPRESSION_FIELDS]
+        if any(getattr(ck.config, k) != getattr(self.cfg, k) for k in strict):
+            raise StudioError("the --init checkpoint was trained on other heads (its recipe differs from this config)")
         id_codes, ex_codes = ck.stats.get("train_id_codes"), ck.stats.get("train_ex_codes")
         n0 = ck.config.n_train
-        if id_codes is None or ex_codes is None or tuple(id_codes.shape) != (n0, self.cfg.id_dim) \
-                or tuple(ex_codes.shape) != tuple(self.ex_codes.shape):
+        if id_codes is None or tuple(id_codes.shape) != (n0, self.cfg.id_dim):
             raise StudioError("the --init checkpoint does not carry training codes for these identities")
+        # Other expressions (more blendshapes, another count): the deformation network is kept, but
+        # the old expression codes described other poses, so they restart at zero.
+        new_poses = any(getattr(ck.config, k) != getattr(self.cfg, k) for k in EXPRESSION_FIELDS) \
+            or ck.config.expr_ids != self.cfg.expr_ids
+        if ex_codes is None or tuple(ex_codes.shape) != tuple(self.ex_codes.shape):
+            if not new_poses:
+                raise StudioError("the --init checkpoint does not carry expression codes for these poses")
+        if new_poses:
+            ex_codes = np.zeros(tuple(self.ex_codes.shape), np.float32)
         if not np.allclose(ck.center, self.data.center, atol=1e-3) or abs(ck.scale - self.data.scale) > 1e-3:
             raise StudioError("the --init checkpoint's normalisation differs from the training data's "
                               f"(set n_norm_ids to its {ck.config.norm_ids} identities)")
@@ -405,7 +418,9 @@ class Trainer:
         self.meta["initialised_from"] = {
             "total_steps": int(prev.get("total_steps", 0)),
             "training_seconds": float(prev.get("training_seconds", 0.0)),
-            "initialised_from": prev.get("initialised_from"), "n_train": n0}
+            "initialised_from": prev.get("initialised_from"), "n_train": n0,
+            "changed": [k for k in DATA_FIELDS if getattr(ck.config, k) != getattr(self.cfg, k)],
+            "expression_codes_restarted": bool(new_poses)}
 
     def checkpoint(self) -> NeuralCheckpoint:
         stats = {"center": np.asarray(self.data.center, np.float64), "scale": float(self.data.scale)}
