@@ -31,7 +31,7 @@ from studio.core.photo.camera import Camera, default_focal
 from studio.core.photo.contour import Contour
 from studio.core.photo.landmarks import IBUG68_BROWS, MP_TO_IBUG68, N_POINTS, detect_faces
 
-VERSION = 1
+VERSION = 2  # 2: ties calibrated on photo-like renders (calibration.py), with per-point scatter
 FILE = "photo_embedding.npz"
 RENDER_SIZE = 512
 N_MESH_POINTS = 468  # 468..477 are the irises: they sit on the eyeballs, not on the face surface
@@ -44,6 +44,7 @@ class Embedding:
     tri_vertices: np.ndarray  # (478, 3) int vertex ids of the triangle each landmark lies on
     bary: np.ndarray  # (478, 3) barycentric weights
     valid: np.ndarray  # (478,) bool: landmark lies on the face surface of the model
+    spread: np.ndarray | None = None  # (478,) the detector's scatter around each tie (model units; NaN: unknown)
 
     def points(self, vertices: np.ndarray) -> np.ndarray:
         """3-D positions of the 478 landmarks on a face of the model (invalid ones too)."""
@@ -83,7 +84,16 @@ def _render(model: PCAModel, camera):
 
 
 def compute(model: PCAModel, progress=None) -> Embedding:
-    """Render, detect, back-project (about a second)."""
+    """The mean face's ties (a second), then calibrated on photo-like renders (about a minute)."""
+    from studio.core.photo.calibration import calibrate
+    from studio.core.progress import scaled
+
+    first = _mean_face_embedding(model, scaled(progress, 0.0, 0.05))
+    return calibrate(model, first, scaled(progress, 0.05, 1.0))
+
+
+def _mean_face_embedding(model: PCAModel, progress=None) -> Embedding:
+    """Render the mean face, detect, back-project (about a second)."""
     from studio.core.progress import report
 
     v = np.asarray(model.mean, float)
@@ -116,7 +126,7 @@ def compute(model: PCAModel, progress=None) -> Embedding:
     report(progress, 0.8, "tying landmarks to the mesh")
     allowed = np.zeros(model.n_vertices, bool)
     allowed[landmark_region(model)] = True
-    return _back_project(pts, frags, faces, allowed)
+    return back_project(pts, frags, faces, allowed)
 
 
 def _unproject_depth(camera, frags: Fragments, xy):
@@ -130,7 +140,7 @@ def _unproject_depth(camera, frags: Fragments, xy):
     return (pc - camera.translation) @ camera.R  # R orthonormal: inverse is transpose
 
 
-def _back_project(points: np.ndarray, frags: Fragments, faces: np.ndarray, allowed: np.ndarray) -> Embedding:
+def back_project(points: np.ndarray, frags: Fragments, faces: np.ndarray, allowed: np.ndarray) -> Embedding:
     H, W = frags.tri.shape
     tri_ok = np.zeros(len(faces) + 1, bool)  # last slot: "no triangle" (-1)
     tri_ok[:-1] = allowed[faces].all(1)
@@ -179,7 +189,7 @@ def load_or_compute(model: PCAModel, progress=None) -> Embedding:
         try:
             with np.load(path) as z:
                 if np.array_equal(z["signature"], _signature(model.name)):
-                    emb = Embedding(z["tri_vertices"], z["bary"], z["valid"].astype(bool))
+                    emb = Embedding(z["tri_vertices"], z["bary"], z["valid"].astype(bool), z["spread"])
                     _memory.put(model, emb)
                     return emb
         except Exception:  # unreadable or old file: recompute below
@@ -189,7 +199,8 @@ def load_or_compute(model: PCAModel, progress=None) -> Embedding:
         from studio.core.atomic import write_bytes
 
         buf = io.BytesIO()
-        np.savez(buf, tri_vertices=emb.tri_vertices, bary=emb.bary, valid=emb.valid,
+        spread = np.full(len(emb.valid), np.nan) if emb.spread is None else emb.spread
+        np.savez(buf, tri_vertices=emb.tri_vertices, bary=emb.bary, valid=emb.valid, spread=spread,
                  signature=_signature(model.name))
         write_bytes(path, buf.getvalue(), force=True)
     _memory.put(model, emb)
@@ -224,11 +235,12 @@ def correspondences(model: PCAModel, emb: Embedding, mp_points: np.ndarray | Non
                     ibug68_points: np.ndarray | None = None) -> Correspondences:
     """MediaPipe points of one face → correspondences for the fit.
 
-    For models with "ibug68" landmarks the 68 iBUG points (from MediaPipe by the standard table)
-    are tied to the model's own 68 vertices, the jaw line (0-16) to the outline (contour.py); the
-    remaining embedded MediaPipe points are added with half weight (denser coverage of cheeks and
-    forehead, where the 68 have none), except Face Mesh's own outline points, which no fixed
-    vertex matches once the face turns.
+    With a calibrated embedding (calibration.py) every Face Mesh point is tied where the detector
+    puts it on the model's faces, weighted by 1/scatter²; for models with "ibug68" landmarks the
+    jaw line (iBUG 0-16) is added, tied to the outline as the face turns (contour.py), and Face
+    Mesh's own outline points are left out. Uncalibrated (the detector found too few faces in the
+    calibration renders), the 68 iBUG points (from MediaPipe by the standard table) are tied to
+    the model's own 68 vertices and the other embedded points added with half weight.
 
     ``ibug68_points``: the 68 points to tie instead of Face Mesh's (another detector's, or the mean
     of two). Without ``mp_points`` (dlib alone) only the 68 are tied, the brows to the model's own
@@ -247,6 +259,12 @@ def correspondences(model: PCAModel, emb: Embedding, mp_points: np.ndarray | Non
     with_68 = use_ibug68 and lm68 is not None and len(lm68) == 68
     if not dense and not with_68:
         raise StudioError(f"model '{model.name}' has no 68 iBUG landmarks to tie a 68-point detector's points to")
+    spread = emb.spread if dense else None
+    calibrated = spread is not None
+    if spread is not None:
+        # Ties where the detector puts each point on photo-like faces (calibration.py), weighted by
+        # how little it scatters there.
+        weight[0] = scatter_weights(spread[valid])
     if with_68:
         in_table = np.zeros(N_POINTS, bool)
         in_table[[i for ix in MP_TO_IBUG68 for i in ix]] = True
@@ -254,15 +272,21 @@ def correspondences(model: PCAModel, emb: Embedding, mp_points: np.ndarray | Non
         brow[[i for b in IBUG68_BROWS for i in MP_TO_IBUG68[b]]] = True
         oval = np.zeros(N_POINTS, bool)
         oval[list(FACE_OVAL)] = True
-        # The brows are Face Mesh's brow contours on both sides (the model's own brow vertices sit
-        # where its artist put them, not where the 68-point convention does): full weight there.
-        weight[0] = np.where(brow[valid], 1.0, np.where(in_table[valid] | oval[valid], 0.0, 0.5))
+        if not calibrated:
+            # The brows are Face Mesh's brow contours on both sides (the model's own brow vertices sit
+            # where its artist put them, not where the 68-point convention does): full weight there.
+            weight[0] = np.where(brow[valid], 1.0, np.where(in_table[valid] | oval[valid], 0.0, 0.5))
         lm68 = np.asarray(lm68, np.int64)
         vids.append(np.repeat(lm68[:, None], 3, 1))
         w.append(np.tile([1.0, 0.0, 0.0], (68, 1)))
         pts.append(np.asarray(ibug68_points, float) if ibug68_points is not None else ibug68_from_mediapipe(mp_points))
         w68 = np.ones(68)
-        if dense:
+        if calibrated:  # the calibrated dense ties carry the inner points; the jaw follows the outline
+            w68[17:] = 0.0
+            # Face Mesh's own outline points are left out: no fixed vertex matches them once the
+            # face turns (the 68's jaw line, re-tied to the outline, stands for them)
+            weight[0] = np.where(oval[valid], 0.0, weight[0])
+        elif dense:
             w68[list(IBUG68_BROWS)] = 0.0
         weight.append(w68)
     keep = np.concatenate(weight) > 0
@@ -273,6 +297,17 @@ def correspondences(model: PCAModel, emb: Embedding, mp_points: np.ndarray | Non
         jaw_rows = row_of[len(keep) - 68:len(keep) - 68 + 17]
         corr.contour = _contour(model, lm68, jaw_rows)
     return corr
+
+
+def scatter_weights(spread: np.ndarray, clip: tuple[float, float] = (0.2, 3.0)) -> np.ndarray:
+    """Relative fit weights 1/scatter², 1 at the median scatter, clipped so that no point dominates
+    or vanishes (a scatter from 32 votes is itself uncertain); unknown scatter weighs 1."""
+    s = np.asarray(spread, float)
+    known = np.isfinite(s) & (s > 0)
+    out = np.ones(len(s))
+    if known.any():
+        out[known] = np.clip((np.median(s[known]) / s[known]) ** 2, *clip)
+    return out
 
 
 def _contour(model: PCAModel, lm68: np.ndarray, rows: np.ndarray) -> Contour:

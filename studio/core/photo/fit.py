@@ -53,7 +53,7 @@ class PhotoFitOptions:
     focal: float | None = None  # pixels; default_focal() when None
     landmarks_only: bool = False  # stop after stage 2
     sigma_landmark: float | None = None  # px; default from the face size
-    expression_sigma: float = 0.15  # half-normal pull of blendshape weights towards neutral
+    expression_sigma: float = 0.08  # half-normal pull of blendshape weights towards neutral
     iterations: int = 150  # analysis-by-synthesis iterations (more change the shape by < 0.01 mm)
     sigma_image: tuple[float, float] = (0.3, 0.06)  # σ_I from high to low
     effective_samples: float = 1500.0  # vertex samples are correlated; this many count as independent

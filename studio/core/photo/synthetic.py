@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from studio.core.errors import StudioError
+from studio.core.geometry.raster import Fragments
 from studio.core.pca import PCAModel
 from studio.core.photo import shading
 from studio.core.photo.camera import Camera, default_focal, euler_to_matrix, matrix_to_axis_angle
@@ -30,9 +32,10 @@ class SyntheticPhoto:
     light: np.ndarray  # (9, 3)
     albedo: np.ndarray  # (n, 3)
     vertices: np.ndarray  # (n, 3) ground-truth face (model coordinates)
+    fragments: Fragments | None = None  # the render's raster.Fragments (triangle ids, barycentrics) when asked for
 
 
-def random_albedo(model: PCAModel, rng: np.random.Generator, params=None) -> np.ndarray:
+def random_albedo(model: PCAModel, rng: np.random.Generator, params=None, brows=None) -> np.ndarray:
     colors = model.colors(params or {}) if model.has_colors else None
     if colors is not None:
         return np.clip(colors, 0, 1)
@@ -57,7 +60,7 @@ def random_albedo(model: PCAModel, rng: np.random.Generator, params=None) -> np.
         for cheek in (v[lm[2]] * 0.6 + v[lm[31]] * 0.4, v[lm[14]] * 0.6 + v[lm[35]] * 0.4):
             g = np.exp(-((v - cheek) ** 2).sum(1) / (2 * (0.12 * scale) ** 2))
             albedo += g[:, None] * np.array([0.04, -0.02, -0.02])
-        _hair_and_brows(albedo, v, lm, model, rng, scale)
+        _hair_and_brows(albedo, v, lm, model, rng, scale, brows)
     albedo = np.clip(albedo, 0.02, 1)
     tinted = shading.default_albedo(model)
     keep = shading.regions_named(model, ("iris", "sclera", "teeth", "gums", "tongue", "mouth_socket"))
@@ -66,14 +69,30 @@ def random_albedo(model: PCAModel, rng: np.random.Generator, params=None) -> np.
     return albedo
 
 
+def brow_line(model: PCAModel, v: np.ndarray, lm, emb=None) -> np.ndarray:
+    """The 10 iBUG brow points (17-26) on the face ``v``, where the brows are painted: the embedded
+    Face Mesh brow midline (embedding.model_ibug68), the brow convention the photo fit follows and
+    that held on an annotated portrait (ICT's own brow landmark vertices sit above where annotators
+    put the brow, by about 10 % of the eye distance on takeo). Without an embedding (no detector):
+    those vertices.
+    ``emb``: the embedding to take them from (default: the model's)."""
+    from studio.core.photo.embedding import load_or_compute, model_ibug68
+
+    try:
+        points = model_ibug68(model, emb if emb is not None else load_or_compute(model), v)
+    except StudioError:
+        points = None
+    return v[np.asarray(lm)[17:27]] if points is None else points[17:27]
+
+
 HAIR_COLOURS = np.array([[0.06, 0.04, 0.03], [0.20, 0.12, 0.07], [0.45, 0.30, 0.15], [0.55, 0.52, 0.50]])
 
 
-def _hair_and_brows(albedo, v, lm, model: PCAModel, rng, scale) -> None:
+def _hair_and_brows(albedo, v, lm, model: PCAModel, rng, scale, emb=None) -> None:
     """Brows as dark bands along the brow landmarks, hair on the scalp above a random hair line: what
     a detector looks for in a face, and what it must not mistake for one."""
     hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.8, 1.2)
-    brows = v[np.asarray(lm)[17:27]]
+    brows = brow_line(model, v, lm, emb)
     seg = np.concatenate([np.linspace(brows[i], brows[i + 1], 6) for i in (0, 1, 2, 3, 5, 6, 7, 8)])
     d = np.sqrt(np.min(((v[:, None] - seg[None]) ** 2).sum(2), 1))
     band = np.clip(1.5 - d / (0.035 * scale), 0, 1)  # about 7 % of the face's width thick
@@ -111,11 +130,13 @@ def render_photo(model: PCAModel, rng: np.random.Generator, size: int = 512, yaw
                  n_expressions: int = 4,
                  focal_jitter: float = 0.15, noise: float = 2.0 / 255,
                  face_fraction: tuple[float, float] = (0.45, 0.6), max_weight: float = 0.6,
-                 params: dict | None = None, geometry=None, light: np.ndarray | None = None) -> SyntheticPhoto:
+                 params: dict | None = None, geometry=None, light: np.ndarray | None = None, brows=None,
+                 keep_fragments: bool = False) -> SyntheticPhoto:
     """``face_fraction``: the face's width as a share of the photo's (drawn in this range).
     ``params``: the face to draw (default: random). ``geometry(vertices, albedo) → (vertices,
     faces, albedo)``: what is rendered instead of the model's own mesh (the detail bench renders a
-    densified mesh with wrinkles). ``light``: (9, 3) SH light (default: random)."""
+    densified mesh with wrinkles). ``light``: (9, 3) SH light (default: random). ``brows``: the
+    embedding whose brow line is painted (default: the model's; calibration.py passes the first one)."""
     params = random_params(model, rng, n_expressions, max_weight) if params is None else params
     v = model.vertices(params).astype(float)
     R = euler_to_matrix(rng.uniform(-yaw_range, yaw_range), rng.uniform(-10, 10), rng.uniform(-5, 5))
@@ -126,7 +147,7 @@ def render_photo(model: PCAModel, rng: np.random.Generator, size: int = 512, yaw
     dist = focal * width / (size * rng.uniform(*face_fraction))
     t = -R @ centre + np.array([rng.uniform(-0.04, 0.04) * width, rng.uniform(-0.04, 0.04) * width, -dist])
     cam = Camera(size, size, focal, matrix_to_axis_angle(R), t)
-    albedo = random_albedo(model, rng, params)
+    albedo = random_albedo(model, rng, params, brows)
     light = random_light(rng) if light is None else light
     yy, xx = np.mgrid[0:size, 0:size] / size
     c0, c1 = rng.uniform(0.1, 0.8, 3), rng.uniform(0.1, 0.8, 3)
@@ -137,7 +158,7 @@ def render_photo(model: PCAModel, rng: np.random.Generator, size: int = 512, yaw
         bg = bg + g[..., None] * rng.normal(0, 0.15, 3)
     bg = np.clip(bg, 0, 1)
     rv, rf, ra = (v, shading.drawable_faces(model), albedo) if geometry is None else geometry(v, albedo)
-    img, _ = shading.render_image(rv, rf, ra, light, cam, background=bg)
+    img, frags = shading.render_image(rv, rf, ra, light, cam, background=bg)
     img = img + rng.normal(0, noise, img.shape)
     img8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-    return SyntheticPhoto(img8, params, cam, light, albedo, v)
+    return SyntheticPhoto(img8, params, cam, light, albedo, v, frags if keep_fragments else None)
