@@ -123,13 +123,17 @@ def test_ict_landmark_fit_estimates_the_noise_and_recovers_the_shape(ict_model):
     truth = np.einsum("lk,lkd->ld", corr.w, photo.vertices[corr.vids])
     corr.points = photo.camera.project(truth)[0] + rng.normal(0, 1.0, (len(truth), 2))
     res = fit_photo(m, photo.image, corr, PhotoFitOptions(landmarks_only=True))
-    # MediaPipe points carry weight 1/2 (σ·√2): the weight-1 σ of 1 px noise is about 0.75 px
-    assert 0.5 <= res.landmark_sigma_px < 1.3, res.landmark_sigma_px
+    # points carry relative weights (1/scatter² of the calibration, 1 at the median): 1 px of noise on
+    # every point is a weight-1 σ of about √(mean weight)
+    expected = np.sqrt(np.mean(corr.weight))
+    assert 0.7 * expected <= res.landmark_sigma_px < 1.3 * expected, (res.landmark_sigma_px, expected)
     base = similarity_rms(m.mean[face], photo.vertices[face]) * 10
     err = similarity_rms(m.vertices(res.params)[face], photo.vertices[face]) * 10
     # (1.4 mm when Face Mesh's 36 outline points were tied to fixed vertices: exact in this oracle,
-    # wrong for a real detector on a turned face, so they are left out; 1.9 mm without them)
-    assert err < 0.5 * base and err < 2.2, (err, base)
+    # wrong for a real detector on a turned face, so they are left out; 1.6 mm with the 68 tied to
+    # ICT's own vertices and every point weighted alike, also exact only in this oracle; 2.6 mm with
+    # the calibrated ties and weights, which a real detector's points need: calibration.py)
+    assert err < 0.7 * base and err < 3.0, (err, base)
     # told a detector-sized σ, the fit trusts the landmarks less and lands farther from the truth
     loose = fit_photo(m, photo.image, corr, PhotoFitOptions(landmarks_only=True, sigma_landmark=4.0))
     assert loose.landmark_sigma_px == 4.0
