@@ -16,10 +16,10 @@ surface point, carried to the mean face (same triangle, same barycentrics), is o
 the per-coordinate median of the votes, snapped to the surface; the votes' RMS distance from it is
 the point's scatter, which sets its weight in the fit (fit.py: 1/scatter², relative).
 
-Measured on 10 held-out renders (bench photo's), landmarks from the detector: fits went from
-1.15× to 0.86× the mean face's error, and on the annotated portrait (takeo) the fitted 68 points
-from 4.3 % to 3.9 % of the eye-corner distance; the tie moved by 2.7 mm median. It costs about a
-minute once per model (stored with the embedding).
+Measured with the bench's renders (`studio bench photo`, detector in the loop): 0.95× the mean
+face's error with the single-render ties, 0.82× calibrated (with the blendshape prior at 0.08); on
+the annotated portrait (takeo) the fitted 68 points went from 4.3 % to 4.2 % of the eye-corner
+distance. It costs about half a minute once per model (stored with the embedding).
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ mesh through the rasteriser's triangle-id and barycentric buffers: landmark i be
 ``Σ_k bary[i, k] · vertex[tri_vertices[i, k]]`` on any face of the model. A first render frames the
 whole mesh to find the face; a second one frames the face so it fills most of the image.
 
+That single render is only the start: calibration.py then moves every tie to where the detector
+puts the point on photo-like renders of the model's faces, and measures its scatter there.
+
 The result is stored beside the model (``models/<name>/photo_embedding.npz``, written atomically)
 with the model file's size and modification time, and recomputed when missing or stale; models
 that are not in the store (built in memory) keep it in a per-process cache.
