@@ -124,21 +124,3 @@ def test_meshes_carry_the_fields_normals(shipped):
         assert np.degrees(np.arccos(np.median(dots))) < 3.0 and np.mean(dots < 0.5) < 0.02
     assert shipped.preview_mesh(p).normals is None
 
-
-def test_shipped_head_has_eyes(shipped, ict_model):
-    """Trained with ICT's eyeballs joined to the skin (data.py ``eye_regions``): the mean head's
-    surface passes over each eyeball's front, and no hollow socket reaches its centre (the head
-    trained on the skin alone had holes there: 4.2 mm from the cornea to the nearest vertex, and
-    the socket 1.5-3.2 mm from the eyeball's centre)."""
-    from scipy.spatial import cKDTree
-
-    from studio.core.facemodel import UNIT_TO_MM
-
-    mesh = shipped.mesh(shipped.zeros(), resolution=128)
-    tree = cKDTree(np.asarray(mesh.vertices))
-    mean_mm = np.asarray(ict_model.mean, float) * UNIT_TO_MM[ict_model.meta.unit]
-    for side in ("left", "right"):
-        eye = mean_mm[ict_model.meta.regions[f"eyeball_{side}"]]
-        cornea = eye[np.argmax(eye[:, 2])]
-        assert tree.query(cornea)[0] < 2.0, side
-        assert tree.query(eye.mean(0))[0] > 4.0, side
