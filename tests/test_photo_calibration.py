@@ -24,8 +24,7 @@ def test_ties_sit_at_the_votes_median_with_their_scatter():
     votes[:5] += 4.0  # five wild votes per point: a median ignores them, a mean would not
     votes[:, 0] = np.nan  # a point the detector never placed on the face
     first = Embedding(np.zeros((n_points, 3), np.int64), np.tile([1.0, 0, 0], (n_points, 1)), np.ones(n_points, bool))
-    allowed = np.ones(model.n_vertices, bool)
-    tied = calibration._median_ties(model, first, votes, allowed)
+    tied = calibration._median_ties(mean, np.asarray(model.faces), first, votes)
     assert not tied.valid[0] and tied.valid[1:].all()
     err = np.linalg.norm(tied.points(mean)[1:] - truth[1:], axis=1)
     assert err.max() < 0.35  # on the surface near the point (the votes' scatter is 0.3 per axis)
@@ -80,3 +79,27 @@ def test_painted_brows_follow_the_embedded_brow_line(ict_model, seed):
     line = synthetic.brow_line(m, v, lm)
     np.testing.assert_allclose(line, embedding.model_ibug68(m, embedding.load_or_compute(m), v)[17:27])
     assert line[:, 1].mean() < v[lm[17:27], 1].mean()
+
+
+def test_stored_embedding_keeps_whether_it_was_calibrated(studio_home, monkeypatch):
+    """An embedding that calibration could not improve (single-render ties, no scatter) read back from
+    the store must still be uncalibrated: it was written with an all-NaN scatter and came back as
+    calibrated, so the fit switched to the calibrated policy with ties that were not."""
+    from studio.core import store
+    from studio.core.modelfile import load_model, save_model
+    from studio.core.photo import embedding
+
+    save_model(make_model(name="synth"), store.prepare("synth") / store.MODEL_FILE)
+    single = embedding.Embedding(np.zeros((478, 3), np.int64), np.tile([1.0, 0, 0], (478, 1)), np.ones(478, bool))
+    scattered = embedding.Embedding(single.tri_vertices, single.bary, single.valid, np.linspace(1, 2, 478))
+    for made in (single, scattered):
+        monkeypatch.setattr(embedding, "compute", lambda model, progress=None, made=made: made)
+        embedding.load_or_compute(load_model(store.model_file("synth")))  # computed and stored
+        monkeypatch.setattr(embedding, "compute", lambda model, progress=None: pytest.fail("not read back"))
+        back = embedding.load_or_compute(load_model(store.model_file("synth")))  # another object: from the store
+        assert back is not made
+        if made.spread is None:
+            assert back.spread is None
+        else:
+            np.testing.assert_array_equal(back.spread, made.spread)
+        (store.model_dir("synth") / embedding.FILE).unlink()

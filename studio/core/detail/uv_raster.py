@@ -37,13 +37,12 @@ class UVRaster:
 
 def detail_triangles(model: PCAModel) -> np.ndarray:
     """(m,) bool: the triangles that carry detail — the face skin (landmark region) in UV tile 0."""
-    from studio.core.photo.embedding import landmark_region
+    from studio.core.photo.embedding import landmark_mask
 
     if model.uv is None or model.face_uv is None:
         raise StudioError(f"model '{model.name}' has no UV layout; fine detail needs one")
     faces = np.asarray(model.faces, np.int64)
-    region = np.zeros(model.n_vertices, bool)
-    region[landmark_region(model)] = True
+    region = landmark_mask(model)
     uvc = np.asarray(model.uv, float)[np.asarray(model.face_uv, np.int64)]  # (m, 3, 2)
     in_tile = ((uvc >= 0) & (uvc <= 1)).all((1, 2))
     keep = region[faces].all(1) & in_tile

@@ -43,8 +43,7 @@ def calibrate(model: PCAModel, first, progress=None):
     from studio.core.photo.landmarks import detect_faces
 
     faces = shading.drawable_faces(model)
-    allowed = np.zeros(model.n_vertices, bool)
-    allowed[embedding.landmark_region(model)] = True
+    allowed = embedding.landmark_mask(model)
     mean = np.asarray(model.mean, float)
     votes = []
     for k in range(RENDERS):
@@ -61,28 +60,24 @@ def calibrate(model: PCAModel, first, progress=None):
         votes.append(q)
     if len(votes) < RENDERS // 2:
         return first
-    return _median_ties(model, first, np.array(votes), allowed)
+    return _median_ties(mean, faces[allowed[faces].all(1)], first, np.array(votes))
 
 
-def _median_ties(model: PCAModel, first, votes: np.ndarray, allowed: np.ndarray):
-    """The votes (K, P, 3) on the mean face → an Embedding tied at their median, with scatter."""
+def _median_ties(mean: np.ndarray, faces: np.ndarray, first, votes: np.ndarray):
+    """The votes (K, P, 3) on the mean face (``mean``; ties may land on ``faces``) → an Embedding
+    tied at their median, with scatter."""
     from studio.core.geometry.surface import closest_on_triangles, closest_points
     from studio.core.photo.embedding import Embedding
-    from studio.core.photo.shading import drawable_faces
 
     seen = np.isfinite(votes[..., 0])
     enough = seen.sum(0) >= MIN_VOTES * len(votes)
-    with np.errstate(invalid="ignore"):
-        centre = np.nanmedian(np.where(seen[..., None], votes, np.nan)[:, enough], axis=0)
-    mean = np.asarray(model.mean, float)
-    faces = drawable_faces(model)
-    faces = faces[allowed[faces].all(1)]
+    with np.errstate(invalid="ignore"):  # unseen votes are NaN and drop out of median and mean
+        centre = np.nanmedian(votes[:, enough], axis=0)
     _, tri, q = closest_points(centre, mean, faces)
     corners = mean[faces[tri]]
     bary = closest_on_triangles(q, corners[:, 0], corners[:, 1], corners[:, 2])
     tri_vertices, weights = first.tri_vertices.copy(), first.bary.copy()
     tri_vertices[enough], weights[enough] = faces[tri], bary
     spread = np.full(len(first.valid), np.nan)
-    d2 = ((votes[:, enough] - q[None]) ** 2).sum(2)
-    spread[enough] = np.sqrt(np.nanmean(np.where(seen[:, enough], d2, np.nan), axis=0))
+    spread[enough] = np.sqrt(np.nanmean(((votes[:, enough] - q[None]) ** 2).sum(2), axis=0))
     return Embedding(tri_vertices, weights, first.valid & enough, spread)

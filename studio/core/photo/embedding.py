@@ -74,6 +74,13 @@ def landmark_region(model: PCAModel) -> np.ndarray:
     return np.arange(model.n_vertices) if ids is None else ids
 
 
+def landmark_mask(model: PCAModel) -> np.ndarray:
+    """(n_vertices,) bool: ``landmark_region`` as a mask."""
+    allowed = np.zeros(model.n_vertices, bool)
+    allowed[landmark_region(model)] = True
+    return allowed
+
+
 def _frame(vertices, focal, size, centre, extent):
     d = focal * extent / (0.62 * size)
     return Camera(size, size, focal, np.zeros(3), np.array([-centre[0], -centre[1], -vertices[:, 2].max() - d]))
@@ -87,7 +94,7 @@ def _render(model: PCAModel, camera):
 
 
 def compute(model: PCAModel, progress=None) -> Embedding:
-    """The mean face's ties (a second), then calibrated on photo-like renders (about a minute)."""
+    """The mean face's ties (a second), then calibrated on photo-like renders (about half a minute)."""
     from studio.core.photo.calibration import calibrate
     from studio.core.progress import scaled
 
@@ -127,9 +134,7 @@ def _mean_face_embedding(model: PCAModel, progress=None) -> Embedding:
         if again:
             pts = again[0]
     report(progress, 0.8, "tying landmarks to the mesh")
-    allowed = np.zeros(model.n_vertices, bool)
-    allowed[landmark_region(model)] = True
-    return back_project(pts, frags, faces, allowed)
+    return back_project(pts, frags, faces, landmark_mask(model))
 
 
 def _unproject_depth(camera, frags: Fragments, xy):
@@ -192,7 +197,9 @@ def load_or_compute(model: PCAModel, progress=None) -> Embedding:
         try:
             with np.load(path) as z:
                 if np.array_equal(z["signature"], _signature(model.name)):
-                    emb = Embedding(z["tri_vertices"], z["bary"], z["valid"].astype(bool), z["spread"])
+                    # no "spread": the single-render ties (calibration found too few faces)
+                    spread = z["spread"] if "spread" in z.files else None
+                    emb = Embedding(z["tri_vertices"], z["bary"], z["valid"].astype(bool), spread)
                     _memory.put(model, emb)
                     return emb
         except Exception:  # unreadable or old file: recompute below
@@ -202,9 +209,11 @@ def load_or_compute(model: PCAModel, progress=None) -> Embedding:
         from studio.core.atomic import write_bytes
 
         buf = io.BytesIO()
-        spread = np.full(len(emb.valid), np.nan) if emb.spread is None else emb.spread
-        np.savez(buf, tri_vertices=emb.tri_vertices, bary=emb.bary, valid=emb.valid, spread=spread,
-                 signature=_signature(model.name))
+        arrays = {"tri_vertices": emb.tri_vertices, "bary": emb.bary, "valid": emb.valid,
+                  "signature": _signature(model.name)}
+        if emb.spread is not None:
+            arrays["spread"] = emb.spread
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
         write_bytes(path, buf.getvalue(), force=True)
     _memory.put(model, emb)
     return emb
@@ -264,10 +273,10 @@ def correspondences(model: PCAModel, emb: Embedding, mp_points: np.ndarray | Non
         raise StudioError(f"model '{model.name}' has no 68 iBUG landmarks to tie a 68-point detector's points to")
     spread = emb.spread if dense else None
     calibrated = spread is not None
-    if spread is not None:
+    if calibrated:
         # Ties where the detector puts each point on photo-like faces (calibration.py), weighted by
         # how little it scatters there.
-        weight[0] = scatter_weights(spread[valid])
+        weight[0] = scatter_weights(np.asarray(spread)[valid])
     if with_68:
         in_table = np.zeros(N_POINTS, bool)
         in_table[[i for ix in MP_TO_IBUG68 for i in ix]] = True
@@ -304,7 +313,7 @@ def correspondences(model: PCAModel, emb: Embedding, mp_points: np.ndarray | Non
 
 def scatter_weights(spread: np.ndarray, clip: tuple[float, float] = (0.2, 3.0)) -> np.ndarray:
     """Relative fit weights 1/scatter², 1 at the median scatter, clipped so that no point dominates
-    or vanishes (a scatter from 32 votes is itself uncertain); unknown scatter weighs 1."""
+    or vanishes (a scatter from 48 votes is itself uncertain); unknown scatter weighs 1."""
     s = np.asarray(spread, float)
     known = np.isfinite(s) & (s > 0)
     out = np.ones(len(s))

@@ -54,10 +54,9 @@ def photo_texture(model: PCAModel, vertices: np.ndarray, camera, image: np.ndarr
     vis = visible_vertices(xy, depth, frags, 0.005 * scale) & facing
     # Only the face skin and the eyes take the photo's colours: beyond them a portrait shows hair,
     # collars and background, which would be painted onto the scalp and the neck.
-    from studio.core.photo.embedding import landmark_region
+    from studio.core.photo.embedding import landmark_mask
 
-    skin_region = np.zeros(len(vertices), bool)
-    skin_region[landmark_region(model)] = True
+    skin_region = landmark_mask(model)
     eyes = regions_named(model, EYE_WORDS) & ~skin_region
     colors = np.zeros((len(vertices), 3))
     skin_vis = vis & skin_region
