@@ -41,7 +41,7 @@ from studio.core.geometry.transforms import axis_angle_to_matrix
 from studio.core.pca import PCAModel
 from studio.core.photo import synthesis
 from studio.core.photo.camera import Camera, default_focal, project_camera
-from studio.core.photo.embedding import Correspondences, fit_region, landmark_region
+from studio.core.photo.embedding import Correspondences, fit_region, landmark_mask, landmark_region
 from studio.core.progress import report
 from studio.core.solvers import bounded_least_squares
 
@@ -106,9 +106,7 @@ class _Sub:
         inreg = np.zeros(model.n_vertices, bool)
         inreg[region] = True
         self.photo_mask = torch.as_tensor(inreg[ids])  # vertices compared with the photo
-        inface = np.zeros(model.n_vertices, bool)
-        inface[face] = True
-        self.outline_ok = inface[ids]  # vertices that may form the outline matched to the photo's edges
+        self.outline_ok = landmark_mask(model)[ids]  # vertices that may form the outline matched to the photo's edges
         self.mean = torch.as_tensor(np.asarray(model.mean, np.float32)[ids])
         self.groups = [g for g in model.groups if g.affects == "position"]
         self.bases = {g.name: torch.as_tensor(model.basis(g.name)[:, ids].reshape(g.size, -1)) for g in self.groups}
