@@ -86,6 +86,23 @@ def test_rendered_photo_of_a_small_model_is_recovered():
         assert full.albedo.shape == (model.n_vertices, 3) and "color" in full.params
 
 
+def test_a_known_albedo_is_held_fixed_and_a_wrong_one_refused_before_the_fit():
+    """``PhotoFitOptions.albedo`` (a scan's texture; the bench's true-albedo diagnostic): the fit keeps
+    it as given and leaves the shading to shape and light; one of the wrong size is refused up front."""
+    from studio.core.photo.fit import PhotoFitOptions, fit_photo
+
+    model = sphere_face_model()
+    photo, corr = synthetic_case(model, 1, front_landmarks(model))
+    res = fit_photo(model, photo.image, corr, PhotoFitOptions(iterations=20, albedo=photo.albedo))
+    assert np.allclose(res.albedo, np.clip(photo.albedo, 0, 1))
+    assert rigid_rms(model.vertices(res.params), photo.vertices) < 0.35 * rigid_rms(model.mean, photo.vertices)
+    calls = []
+    with pytest.raises(StudioError, match="one RGB colour per vertex"):
+        fit_photo(model, photo.image, corr, PhotoFitOptions(albedo=photo.albedo[:-1]),
+                  progress=lambda *a: calls.append(a))
+    assert not calls  # refused before any work
+
+
 def test_rendered_ict_photo_analysis_by_synthesis_is_close(ict_model):
     from studio.core.photo import embedding, synthetic
     from studio.core.photo.fit import PhotoFitOptions, fit_photo
@@ -160,6 +177,9 @@ def test_bench_photo_runs_the_detector_and_reports_the_mean_face_beside_the_fit(
     assert doc["ratio_to_mean_face"] == fit / mean
     assert 0 < doc["nme_fit"] < 0.2 and doc["seconds_per_photo_median"] > 0
     assert "true landmark positions" in doc["oracle_diagnostic"]["note"]
+    known = doc["known_albedo_diagnostic"]
+    assert "true albedo" in known["note"] and known["face_rms_mm_similarity"] > 0
+    assert known["ratio_to_mean_face"] == known["face_rms_mm_similarity"] / mean
     # a size the detector cannot work at is refused with one line, not reported as a bench of NaNs
     assert main(["bench", "photo", "--count", "1", "--size", "10"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -9,7 +9,8 @@ mean face (every coefficient zero) aligned the same way — a fit that does not 
 learned nothing from the photo. Also the 68-point NME (fitted and detected points against the
 true face's, over the outer-eye-corner distance) and seconds per photo. ``--oracle`` adds the old
 figure as a labelled diagnostic: the true positions of the fitter's landmarks plus 1 px noise,
-which no user has.
+which no user has; and a second one, the product's fit told the render's true albedo (no user has
+that either), which says how much of the error is the albedo's.
 Shape error: RMS distance between the fitted and the true face over a region, in mm, after two
 alignments of the fitted face onto the true one:
 
@@ -146,7 +147,23 @@ def _oracle_trial(model, emb, regions, mm, a, i) -> dict:
     xy, _ = photo.camera.project(np.einsum("lk,lkd->ld", corr.w, photo.vertices[corr.vids]))
     corr.points = xy + rng.normal(0, 1.0, xy.shape)
     res = fit_photo(model, photo.image, corr, PhotoFitOptions(iterations=a.iterations))
-    return _shape_errors(model, model.vertices(res.params), photo.vertices, regions, mm, "oracle")
+    row = _shape_errors(model, model.vertices(res.params), photo.vertices, regions, mm, "oracle")
+    row.update(_known_albedo_trial(model, photo, regions, mm, a))
+    return row
+
+
+def _known_albedo_trial(model, photo, regions, mm, a) -> dict:
+    """Diagnostic only: the product's fit (its own detector) told the render's true albedo, which no
+    user has: the gap to the headline is what estimating the albedo costs."""
+    from studio.core.errors import StudioError
+    from studio.core.photo.fit import PhotoFitOptions
+    from studio.jobs.fit_photo import fit_photo_job
+
+    try:
+        fit = fit_photo_job(model, photo.image, options=PhotoFitOptions(iterations=a.iterations, albedo=photo.albedo))
+    except StudioError:
+        return {}
+    return _shape_errors(model, np.asarray(fit.vertices, float), photo.vertices, regions, mm, "known_albedo")
 
 
 def _summarise(model, rows, regions, a) -> dict:
@@ -173,6 +190,11 @@ def _summarise(model, rows, regions, a) -> dict:
         result["oracle_diagnostic"] = {"note": "true landmark positions + 1 px noise: no user has these",
                                        **{f"{rn}_rms_mm_{al}": mean(f"oracle_{rn}_rms_mm_{al}", rows)
                                           for rn in regions for al in ALIGNMENTS}}
+        result["known_albedo_diagnostic"] = {
+            "note": "the detector in the loop, the render's true albedo given to the fit: no user has it",
+            **{f"{rn}_rms_mm_{al}": mean(f"known_albedo_{rn}_rms_mm_{al}", ok) for rn in regions for al in ALIGNMENTS}}
+        result["known_albedo_diagnostic"]["ratio_to_mean_face"] = (
+            result["known_albedo_diagnostic"][f"face_rms_mm_{HEADLINE}"] / mean(f"mean_face_{head}"))
     print(f"model {model.name}: {a.count} rendered {a.size}x{a.size} photos, the detector in the loop "
           f"(found a face in {len(ok)}); headline: {ALIGNMENTS[HEADLINE]}")
     print(f"{'':34}{'fit':>10}{'mean face':>12}")
@@ -189,4 +211,7 @@ def _summarise(model, rows, regions, a) -> dict:
     if a.oracle:
         o = result["oracle_diagnostic"]
         print(f"diagnostic, oracle landmarks (true positions + 1 px): face RMS {o['face_rms_mm_similarity']:.2f} mm")
+        k = result["known_albedo_diagnostic"]
+        print(f"diagnostic, the true albedo given (detector in the loop): face RMS "
+              f"{k['face_rms_mm_similarity']:.2f} mm, {k['ratio_to_mean_face']:.2f}x the mean face")
     return result

@@ -106,8 +106,8 @@ def _photo(bsub) -> None:
     p.add_argument("--iterations", type=int, default=150)
     p.add_argument("--expressions", type=int, default=4, help="blendshapes active in each rendered face")
     p.add_argument("--size", type=int, default=800, help="rendered photo size in pixels")
-    p.add_argument("--oracle", action="store_true", help="also fit with the true landmark positions + 1 px noise "
-                   "(a diagnostic: no user has them)")
+    p.add_argument("--oracle", action="store_true", help="also fit with the true landmark positions + 1 px noise, "
+                   "and with the detector but the render's true albedo (diagnostics: no user has either)")
     p.add_argument("--json", action="store_true")
 
     def run(a) -> int:

@@ -64,6 +64,10 @@ class PhotoFitOptions:
     effective_landmarks: float = 40.0
     albedo_smoothness: float = 30.0
     albedo_symmetry: float = 3.0
+    # The face's albedo when it is known ((n_vertices, 3) in 0..1, e.g. a scan's texture baked to the
+    # model's vertices): held fixed, so all of the photo's shading is left to the shape and the light.
+    # ``studio bench photo --oracle`` uses the render's true albedo to measure what estimating it costs.
+    albedo: np.ndarray | None = None
     # The outline (outline.py): its points are as correlated as a detector's, so all of them
     # together count as this many independent ones; 0 turns the cue off.
     effective_outline: float = 30.0
@@ -332,6 +336,9 @@ def fit_photo(model: PCAModel, image: np.ndarray, corr: Correspondences, options
     from studio.core import threads
 
     options = options or PhotoFitOptions()
+    if options.albedo is not None and np.shape(options.albedo) != (model.n_vertices, 3):
+        raise StudioError(f"a known albedo needs one RGB colour per vertex, ({model.n_vertices}, 3), "
+                          f"not {np.shape(options.albedo)}")
     # The tensors are small (a face region, a few hundred parameters): one thread is as fast and
     # does not spin-wait against other processes on a busy machine.
     with threads.limited(1):
