@@ -103,6 +103,38 @@ def test_a_known_albedo_is_held_fixed_and_a_wrong_one_refused_before_the_fit():
     assert not calls  # refused before any work
 
 
+def test_albedo_smoothness_splits_brightness_along_the_skin_colour_from_hue():
+    """Shading is nearly colourless, so the albedo prior can make brightening and darkening along the
+    skin's colour stiffer than a change of hue; at equal weights it is the plain smoothness."""
+    import torch
+
+    from studio.core.photo import synthesis
+    from studio.core.photo.fit import PhotoFitOptions, _Sub, fit_landmarks
+
+    model = sphere_face_model()
+    photo, corr = synthetic_case(model, 1, front_landmarks(model))
+    H, W = photo.image.shape[:2]
+
+    def prior(options, albedo):
+        sub = _Sub(model, corr)
+        coeffs, cam, sigma = fit_landmarks(model, corr, W, H, options, sub)
+        s = synthesis._Synthesis(model, sub, photo.image, corr, coeffs, cam, sigma, 1.0, options)
+        s.a_free = torch.as_tensor(albedo[sub.ids], dtype=torch.float32)
+        return float(s._albedo_prior())
+
+    skin = np.array([0.8, 0.6, 0.5])
+    v = np.asarray(model.mean, float)
+    r = 0.3 * np.ptp(v[:, 0])
+    bump = np.exp(-((v - v[0]) ** 2).sum(1) / (2 * r * r))[:, None]  # a smooth blotch
+    brighter = skin + 0.1 * bump * skin / np.linalg.norm(skin)
+    other = np.cross(skin, [0.0, 0.0, 1.0])
+    redder = skin + 0.1 * bump * other / np.linalg.norm(other)  # a hue change of the same size
+    even = PhotoFitOptions(albedo_symmetry=0.0, albedo_smoothness=30.0, albedo_luminance_smoothness=30.0)
+    stiff = PhotoFitOptions(albedo_symmetry=0.0, albedo_smoothness=30.0, albedo_luminance_smoothness=300.0)
+    assert np.isclose(prior(even, brighter), prior(even, redder), rtol=1e-3)
+    assert prior(stiff, brighter) > 5 * prior(stiff, redder)
+
+
 def test_rendered_ict_photo_analysis_by_synthesis_is_close(ict_model):
     from studio.core.photo import embedding, synthetic
     from studio.core.photo.fit import PhotoFitOptions, fit_photo

@@ -62,7 +62,15 @@ class PhotoFitOptions:
     # place; counted as independent they outvote the prior (the fit came out worse than the mean
     # face on rendered photos, with 9× the true blendshape weight).
     effective_landmarks: float = 40.0
-    albedo_smoothness: float = 30.0
+    albedo_smoothness: float = 30.0  # on changes of hue between neighbouring vertices
+    # On changes of brightness along the skin's own colour. That is what shading looks like (the
+    # light is near white, so a shape's shading is nearly colourless), and an albedo free to brighten
+    # and darken smoothly explains shading the shape should. Stiffer than the hue it helps on the
+    # renders (20 renders, ratio to the mean face: 30 0.905x, 200 0.891x, 300 0.888x, 1000 1.05x;
+    # bench 0.816x → 0.798x at 200) but costs the real portrait (takeo 68-point NME 4.16 % → 4.27 %
+    # at 200, 4.37 % with the jaw over 8 % at 300), and the renders' skin blotches are colour by
+    # construction, which favours it. Until real photos say otherwise: as stiff as the hue.
+    albedo_luminance_smoothness: float = 30.0
     albedo_symmetry: float = 3.0
     # The face's albedo when it is known ((n_vertices, 3) in 0..1, e.g. a scan's texture baked to the
     # model's vertices): held fixed, so all of the photo's shading is left to the shape and the light.

@@ -210,7 +210,13 @@ class _Synthesis:
             return 0.0
         n_sub = len(self.sub.ids)
         o = self.options
-        return (o.albedo_smoothness * ((a[self.ei] - a[self.ej]) ** 2).sum(1).mean() * n_sub
+        # neighbour differences split into brightness along the skin's colour and hue across it
+        skin = a.detach()[self.sub.photo_mask].median(0).values
+        u = skin / skin.norm().clamp_min(1e-6)
+        d = a[self.ei] - a[self.ej]
+        bright = d @ u
+        hue = (d ** 2).sum(1) - bright ** 2
+        return (o.albedo_luminance_smoothness * (bright ** 2).mean() * n_sub + o.albedo_smoothness * hue.mean() * n_sub
                 + o.albedo_symmetry * ((a[self.mi] - a[self.mj]) ** 2).sum(1).mean() * n_sub) / 10.0
 
     def hold(self, release: float) -> None:
