@@ -218,6 +218,30 @@ def test_bench_photo_runs_the_detector_and_reports_the_mean_face_beside_the_fit(
     assert len(err) == 1 and "--size" in err[0]
 
 
+def test_bench_photo_known_albedo_diagnostic_averages_only_the_fits_it_has(capsys):
+    """A true-albedo fit that fails on one photo leaves that photo out of the diagnostic (and of its
+    baseline) instead of stopping the bench with a KeyError."""
+    from types import SimpleNamespace
+
+    from studio.bench import photo
+
+    def row(fit, mean, known=None):
+        r = {"detected": True, "detector": "mediapipe", "s": 1.0}
+        for rn in ("face",):
+            for al in photo.ALIGNMENTS:
+                r[f"fit_{rn}_rms_mm_{al}"], r[f"mean_face_{rn}_rms_mm_{al}"] = fit, mean
+                r[f"oracle_{rn}_rms_mm_{al}"] = fit
+                if known is not None:
+                    r[f"known_albedo_{rn}_rms_mm_{al}"] = known
+        return r
+
+    a = SimpleNamespace(count=2, size=512, iterations=20, expressions=4, oracle=True)
+    out = photo._summarise(SimpleNamespace(name="m"), [row(3.0, 4.0), row(2.0, 5.0, known=1.0)], {"face": None}, a)
+    known = out["known_albedo_diagnostic"]
+    assert known["photos"] == 1 and known["face_rms_mm_similarity"] == 1.0
+    assert known["ratio_to_mean_face"] == 1.0 / 5.0
+
+
 # -- a real photo ------------------------------------------------------------------------------------
 def test_astronaut_fitted_landmarks_sit_on_the_detected_ones(ict_model):
     from studio.core.photo.fit import PhotoFitOptions

@@ -190,11 +190,14 @@ def _summarise(model, rows, regions, a) -> dict:
         result["oracle_diagnostic"] = {"note": "true landmark positions + 1 px noise: no user has these",
                                        **{f"{rn}_rms_mm_{al}": mean(f"oracle_{rn}_rms_mm_{al}", rows)
                                           for rn in regions for al in ALIGNMENTS}}
+        # over the photos this fit also came through (a fit that failed has no figures to average)
+        known = [r for r in ok if f"known_albedo_{head}" in r]
         result["known_albedo_diagnostic"] = {
             "note": "the detector in the loop, the render's true albedo given to the fit: no user has it",
-            **{f"{rn}_rms_mm_{al}": mean(f"known_albedo_{rn}_rms_mm_{al}", ok) for rn in regions for al in ALIGNMENTS}}
-        result["known_albedo_diagnostic"]["ratio_to_mean_face"] = (
-            result["known_albedo_diagnostic"][f"face_rms_mm_{HEADLINE}"] / mean(f"mean_face_{head}"))
+            "photos": len(known),
+            **{f"{rn}_rms_mm_{al}": mean(f"known_albedo_{rn}_rms_mm_{al}", known)
+               for rn in regions for al in ALIGNMENTS},
+            "ratio_to_mean_face": mean(f"known_albedo_{head}", known) / mean(f"mean_face_{head}", known)}
     print(f"model {model.name}: {a.count} rendered {a.size}x{a.size} photos, the detector in the loop "
           f"(found a face in {len(ok)}); headline: {ALIGNMENTS[HEADLINE]}")
     print(f"{'':34}{'fit':>10}{'mean face':>12}")

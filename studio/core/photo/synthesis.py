@@ -74,14 +74,13 @@ class _Synthesis:
     def _albedo_unknowns(self, model: PCAModel, sub: _Sub) -> None:
         """Colour PCA if the model has one, else one albedo per vertex with smoothness and symmetry priors."""
         known = self.options.albedo
-        self.colour_groups = [g for g in model.groups if g.affects == "color"] if model.has_colors else []
-        if known is not None:
-            self.colour_groups = []
+        self.colour_groups = ([g for g in model.groups if g.affects == "color"]
+                              if model.has_colors and known is None else [])
         self.cvar: dict[str, torch.Tensor] = {}
-        self.a_free: torch.Tensor | None = None
-        self.albedo_known = known is not None
+        self.a_free: torch.Tensor | None = None  # an albedo to estimate, one per vertex
+        self.a_known: torch.Tensor | None = None  # the caller's albedo, held fixed (no unknowns, no prior)
         if known is not None:
-            self.a_free = torch.as_tensor(np.clip(np.asarray(known, np.float32)[sub.ids], 0.0, 1.0))
+            self.a_known = torch.as_tensor(np.clip(np.asarray(known, np.float32)[sub.ids], 0.0, 1.0))
         elif self.colour_groups:
             self.cmean = torch.as_tensor(np.asarray(model.color_mean, np.float32)[sub.ids])
             self.cbases = {g.name: torch.as_tensor(model.basis(g.name)[:, sub.ids].reshape(g.size, -1))
@@ -93,6 +92,8 @@ class _Synthesis:
         self.mi, self.mj = _mirror_pairs(sub.mean.numpy())
 
     def albedo(self) -> torch.Tensor:
+        if self.a_known is not None:
+            return self.a_known
         if self.colour_groups:
             a = self.cmean.reshape(-1)
             for g in self.colour_groups:
@@ -146,8 +147,6 @@ class _Synthesis:
             if vis.sum() < 30:
                 raise StudioError("too little of the face is visible to compare with the photo")
             mean_col = obs[vis].median(0).values
-            if self.albedo_known:
-                return  # held fixed
             if self.a_free is not None:
                 self.a_free[:] = mean_col
         if self.a_free is not None:
@@ -155,7 +154,7 @@ class _Synthesis:
 
     def optimiser(self) -> torch.optim.Optimizer:
         lr = LEARNING_RATES
-        albedo = list(self.cvar.values()) + ([self.a_free] if self.a_free is not None and not self.albedo_known else [])
+        albedo = list(self.cvar.values()) + ([self.a_free] if self.a_free is not None else [])
         return torch.optim.Adam([{"params": list(self.var.values()), "lr": lr["coefficients"]},
                                  {"params": [self.rot], "lr": lr["rotation"]},
                                  {"params": [self.dtrans], "lr": lr["translation"]},
@@ -206,7 +205,7 @@ class _Synthesis:
 
     def _albedo_prior(self):
         a = self.a_free
-        if a is None or self.albedo_known:
+        if a is None:
             return 0.0
         n_sub = len(self.sub.ids)
         o = self.options
@@ -242,7 +241,7 @@ class _Synthesis:
         with torch.no_grad():
             for g in self.sub.groups:
                 self.var[g.name].clamp_(torch.as_tensor(g.lower, dtype=DT), torch.as_tensor(g.upper, dtype=DT))
-            if self.a_free is not None and not self.albedo_known:
+            if self.a_free is not None:
                 self.a_free.clamp_(0.0, 1.0)
 
     def result(self):
@@ -256,7 +255,7 @@ class _Synthesis:
             a = self.albedo().double().numpy()
         full = np.tile(np.median(a, 0), (self.model.n_vertices, 1))
         full[self.sub.ids] = a
-        if self.albedo_known:  # as given, everywhere
+        if self.a_known is not None:  # as given, everywhere
             full = np.clip(np.asarray(self.options.albedo, float), 0.0, 1.0)
         out: np.ndarray | dict = full
         if self.colour_groups:
