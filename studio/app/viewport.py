@@ -10,10 +10,12 @@ coalesced: many results arriving in one event-loop turn cause one draw.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
 import pyvista as pv
+import shiboken6
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
@@ -363,7 +365,19 @@ class Viewport(QWidget):
 
     def close_plotter(self) -> None:
         self._closed = True
+        # pyvistaqt keeps the GL context's surface as a QSurface wrapper. QSurface is no QObject, so
+        # PySide never learns when Qt frees it with the widget, and the stale wrapper stays mapped
+        # to the freed address: the next object Qt puts there (a menu action of a later window)
+        # then comes back to Python as that QSurface ("no attribute 'triggered'"). Forget it once
+        # the widget is gone.
+        surface = getattr(self.plotter, "_surface", None)
         self.plotter.close()
+        if surface is not None:
+            self.plotter.destroyed.connect(functools.partial(_forget_wrapper, surface))
+
+
+def _forget_wrapper(obj, *_) -> None:
+    shiboken6.invalidate(obj)
 
 
 def _paint_irises(col: np.ndarray, v: np.ndarray, regions: dict) -> None:
