@@ -71,6 +71,7 @@ def make_case(model, raster, seed: int, size: int) -> Case:
         coarse = F[~dense]
         return V, np.concatenate([coarse[~hide[coarse].any(1)], F[dense]]), extra["albedo"]
 
+    # no cast shadows: the detail measured is the displacement's own shading (not yet measured with them)
     photo = synthetic.render_photo(model, rng, size=size, yaw_range=15.0, face_fraction=(0.45, 0.55), params=params,
                                    geometry=geometry, light=detail_light(rng))
     params1 = {k: np.array(v, float) for k, v in params.items()}

@@ -34,7 +34,9 @@ from studio.core.photo.camera import Camera, default_focal
 from studio.core.photo.contour import Contour
 from studio.core.photo.landmarks import IBUG68_BROWS, MP_TO_IBUG68, N_POINTS, detect_faces
 
-VERSION = 2  # 2: ties calibrated on photo-like renders (calibration.py), with per-point scatter
+# 2: ties calibrated on photo-like renders (calibration.py), with per-point scatter;
+# 3: those renders lit as photos are (key + sky, cast shadows, ambient occlusion)
+VERSION = 3
 FILE = "photo_embedding.npz"
 RENDER_SIZE = 512
 N_MESH_POINTS = 468  # 468..477 are the irises: they sit on the eyeballs, not on the face surface

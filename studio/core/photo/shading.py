@@ -43,6 +43,20 @@ def ambient_light(ambient: float = 0.55, key: float = 0.5, direction=(0.3, 0.35,
     return L
 
 
+def directional_light(ambient: float, key: float, direction) -> np.ndarray:
+    """The (9, 3) SH description of a white light: irradiance ``ambient + key·max(0, n·d)`` (a
+    uniform sky plus a distant key light), projected on bands 0-2. Clamped cosine in Legendre terms
+    is 1/4 + t/2 + (5/16)·P2(t) + (bands ≥ 4, about 1 % of it), so 9 coefficients hold it all but
+    that rest; the shadows it casts they do not hold at all (``occluded_shading`` renders both)."""
+    d = np.asarray(direction, float)
+    d = d / np.linalg.norm(d)
+    L = np.zeros((9, 3))
+    L[0] = (ambient + 0.25 * key) / _C0
+    L[1], L[2], L[3] = 0.5 * key * d[1] / _C1, 0.5 * key * d[2] / _C1, 0.5 * key * d[0] / _C1
+    L[4:] = (key * np.pi / 4 * sh_basis(d[None])[0, 4:])[:, None]  # P2(n·d) = 4π/5 Σ_m Y2m(n) Y2m(d)
+    return L
+
+
 # -- rendering a model as a photo-like image ---------------------------------------------------------
 
 SKIN_ALBEDO = np.array([0.78, 0.57, 0.47])
@@ -102,8 +116,11 @@ def drawable_faces(model: PCAModel) -> np.ndarray:
 
 
 def render_image(vertices: np.ndarray, faces: np.ndarray, albedo: np.ndarray, light: np.ndarray, camera,
-                 background=None):
-    """Render a shaded mesh through a ``Camera``: (image (H, W, 3) float in [0, 1], Fragments)."""
+                 background=None, shadows: bool = False):
+    """Render a shaded mesh through a ``Camera``: (image (H, W, 3) float in [0, 1], Fragments).
+
+    ``shadows``: what the SH model leaves out and a photo shows: the key light's cast shadows (under
+    the chin, beside the nose) and ambient occlusion (``occluded_shading``)."""
     from studio.core.geometry import vertex_normals
     from studio.core.geometry.raster import interpolate, rasterize
 
@@ -112,10 +129,86 @@ def render_image(vertices: np.ndarray, faces: np.ndarray, albedo: np.ndarray, li
     frags = rasterize(xy, depth, faces, camera.height, camera.width)
     normals = vertex_normals(pc, faces)
     normals = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    colour = np.clip(shade(np.asarray(albedo, float), normals, np.asarray(light, float)), 0, 1)
+    if shadows:
+        irradiance = occluded_shading(pc, faces, normals, np.asarray(light, float))
+        colour = np.clip(np.asarray(albedo, float) * irradiance, 0, 1)
+    else:
+        colour = np.clip(shade(np.asarray(albedo, float), normals, np.asarray(light, float)), 0, 1)
     img = interpolate(colour, faces, frags)
     if background is None:
         background = np.array([0.35, 0.38, 0.42])
     bg = np.broadcast_to(np.asarray(background, float), img.shape) if np.ndim(background) < 3 else background
     img = np.where(frags.mask[..., None], img, bg)
     return np.clip(img, 0, 1), frags
+
+
+# -- shadows: visibility from depth maps --------------------------------------------------------------
+
+def light_visibility(points: np.ndarray, faces: np.ndarray, directions: np.ndarray, normals: np.ndarray | None = None,
+               size: int = 160) -> np.ndarray:
+    """(n, k) in 0..1: how much of each vertex sees along each unit direction (towards the light),
+    from one orthographic depth map per direction (shadow mapping with a 3×3 percentage-closer
+    filter, so shadow edges are soft as under a real, non-point light). With ``normals`` each
+    vertex is looked up a little off its surface, which keeps grazing surfaces from shadowing
+    themselves (speckle)."""
+    from studio.core.geometry.raster import rasterize
+
+    p = np.asarray(points, float)
+    span = float(np.ptp(p, axis=0).max()) or 1.0
+    centre = (p.min(0) + p.max(0)) / 2
+    texel = span / (size - 4)
+    bias = 1.5 * texel  # a surface does not shadow itself within a texel or two
+    look = p if normals is None else p + 2.0 * texel * np.asarray(normals, float)
+    out = np.zeros((len(p), len(directions)))
+    for k, d in enumerate(np.asarray(directions, float)):
+        d = d / np.linalg.norm(d)
+        # a frame whose third axis looks along −d (from the light towards the mesh)
+        a = np.array([1.0, 0, 0]) if abs(d[0]) < 0.9 else np.array([0, 1.0, 0])
+        u = np.cross(d, a)
+        u /= np.linalg.norm(u)
+        w = np.cross(d, u)
+        q = p - centre
+        xy = np.stack([q @ u, -(q @ w)], 1) / texel + size / 2
+        depth = span - q @ d  # larger is farther from the light; > 0 inside the box
+        frags = rasterize(xy, depth, faces, size, size)
+        zmap = np.where(frags.mask, frags.depth, np.inf)
+        ql = look - centre
+        lx, ly, ld = ql @ u / texel + size / 2, -(ql @ w) / texel + size / 2, span - ql @ d
+        ix = np.clip(np.floor(lx).astype(int), 1, size - 2)
+        iy = np.clip(np.floor(ly).astype(int), 1, size - 2)
+        lit = np.zeros(len(p))
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                lit += ld <= zmap[iy + dy, ix + dx] + bias
+        out[:, k] = lit / 9.0
+    return out
+
+
+def _sphere_directions(n: int) -> np.ndarray:
+    """``n`` near-uniform unit directions (a Fibonacci sphere)."""
+    i = np.arange(n) + 0.5
+    z = 1 - 2 * i / n
+    r = np.sqrt(1 - z * z)
+    phi = np.pi * (1 + 5 ** 0.5) * i
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], 1)
+
+
+def occluded_shading(points: np.ndarray, faces: np.ndarray, normals: np.ndarray, light: np.ndarray,
+                     n_directions: int = 24) -> np.ndarray:
+    """(n, 3) irradiance under a ``directional_light`` (9, 3) as a photo shows it, camera coordinates
+    like the normals: the key's exact clamped cosine, cut by its cast shadows (under the chin, beside
+    the nose), and the rest of the light (the uniform sky) scaled by the cosine-weighted share of
+    the sky a vertex sees (ambient occlusion: nostrils, eye sockets, the neck under the jaw).
+    Where nothing occludes it differs from ``shade`` only by the clamped cosine's bands ≥ 4."""
+    band1 = np.stack([light[3], light[1], light[2]], 0) * _C1  # (xyz, rgb): key/2 · d per channel
+    key = 2 * np.linalg.norm(band1, axis=0)  # (3,)
+    d = band1.mean(1)
+    d = d / (np.linalg.norm(d) or 1.0)
+    sky = _sphere_directions(n_directions)
+    vis = light_visibility(points, faces, np.concatenate([d[None], sky]), normals)
+    cosw = np.clip(normals @ sky.T, 0, None)
+    ao = (cosw * vis[:, 1:]).sum(1) / np.maximum(cosw.sum(1), 1e-9)
+    t = normals @ d
+    key_sh = key[None] * (0.25 + 0.5 * t + 5 / 32 * (3 * t * t - 1))[:, None]  # what the 9 coefficients hold of it
+    rest = sh_basis(normals) @ light - key_sh
+    return rest * ao[:, None] + key[None] * np.clip(t, 0, None)[:, None] * vis[:, :1]

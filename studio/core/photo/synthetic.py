@@ -1,8 +1,10 @@
 """Photos rendered from random faces, with their ground truth, for tests and ``studio bench photo``.
 
 A face is drawn from the model's prior (identity), a few blendshapes at random weights
-(expression), a head pose within ±30° yaw (±10° pitch, ±5° roll), a random light (ambient + key
-light from a random direction, slightly tinted) and an albedo: the model's colour PCA when it has
+(expression), a head pose within ±30° yaw (±10° pitch, ±5° roll), a random light (a sky plus a
+distant key light from a random direction, slightly tinted, with the cast shadows and ambient
+occlusion a photo shows and the fitter's SH light cannot: ``shading.occluded_shading``; the photo's
+``light`` is its 9-coefficient SH description) and an albedo: the model's colour PCA when it has
 one, otherwise a plausible skin tone (light to dark) with smooth variation (blotches, redder
 cheeks and lips) — ICT has no colour model. The focal length varies ±15 % around the fitter's
 assumption, so the fit does not get the true camera for free. Pixel noise σ = 1/255·2.
@@ -111,7 +113,7 @@ IRIS_COLOURS = np.array([[0.25, 0.15, 0.08], [0.12, 0.08, 0.05], [0.20, 0.35, 0.
 def random_light(rng: np.random.Generator) -> np.ndarray:
     yaw, pitch = rng.uniform(-60, 60), rng.uniform(-20, 45)
     d = euler_to_matrix(yaw, -pitch) @ np.array([0, 0, 1.0])
-    L = shading.ambient_light(rng.uniform(0.45, 0.7), rng.uniform(0.3, 0.6), d)
+    L = shading.directional_light(rng.uniform(0.3, 0.5), rng.uniform(0.5, 0.8), d)
     tint = 1 + rng.normal(0, 0.04, 3)
     return L * tint[None]
 
@@ -131,12 +133,13 @@ def render_photo(model: PCAModel, rng: np.random.Generator, size: int = 512, yaw
                  focal_jitter: float = 0.15, noise: float = 2.0 / 255,
                  face_fraction: tuple[float, float] = (0.45, 0.6), max_weight: float = 0.6,
                  params: dict | None = None, geometry=None, light: np.ndarray | None = None, brows=None,
-                 keep_fragments: bool = False) -> SyntheticPhoto:
+                 keep_fragments: bool = False, shadows: bool = True) -> SyntheticPhoto:
     """``face_fraction``: the face's width as a share of the photo's (drawn in this range).
     ``params``: the face to draw (default: random). ``geometry(vertices, albedo) → (vertices,
     faces, albedo)``: what is rendered instead of the model's own mesh (the detail bench renders a
     densified mesh with wrinkles). ``light``: (9, 3) SH light (default: random). ``brows``: the
-    embedding whose brow line is painted (default: the model's; calibration.py passes the first one)."""
+    embedding whose brow line is painted (default: the model's; calibration.py passes the first one).
+    ``shadows``: cast shadows and ambient occlusion (about 1.5 s more for ICT's head)."""
     params = random_params(model, rng, n_expressions, max_weight) if params is None else params
     v = model.vertices(params).astype(float)
     R = euler_to_matrix(rng.uniform(-yaw_range, yaw_range), rng.uniform(-10, 10), rng.uniform(-5, 5))
@@ -158,7 +161,7 @@ def render_photo(model: PCAModel, rng: np.random.Generator, size: int = 512, yaw
         bg = bg + g[..., None] * rng.normal(0, 0.15, 3)
     bg = np.clip(bg, 0, 1)
     rv, rf, ra = (v, shading.drawable_faces(model), albedo) if geometry is None else geometry(v, albedo)
-    img, frags = shading.render_image(rv, rf, ra, light, cam, background=bg)
+    img, frags = shading.render_image(rv, rf, ra, light, cam, background=bg, shadows=shadows)
     img = img + rng.normal(0, noise, img.shape)
     img8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     return SyntheticPhoto(img8, params, cam, light, albedo, v, frags if keep_fragments else None)
