@@ -73,7 +73,7 @@ def make_case(model, raster, seed: int, size: int) -> Case:
 
     # no cast shadows: the detail measured is the displacement's own shading (not yet measured with them)
     photo = synthetic.render_photo(model, rng, size=size, yaw_range=15.0, face_fraction=(0.45, 0.55), params=params,
-                                   geometry=geometry, light=detail_light(rng))
+                                   geometry=geometry, light=detail_light(rng), shadows=False)
     params1 = {k: np.array(v, float) for k, v in params.items()}
     params1["expression"][idx] = rng.uniform(0.0, 1.0, len(idx))
     return Case(photo, truth, params1)
