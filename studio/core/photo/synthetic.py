@@ -137,7 +137,8 @@ def render_photo(model: PCAModel, rng: np.random.Generator, size: int = 512, yaw
     """``face_fraction``: the face's width as a share of the photo's (drawn in this range).
     ``params``: the face to draw (default: random). ``geometry(vertices, albedo) → (vertices,
     faces, albedo)``: what is rendered instead of the model's own mesh (the detail bench renders a
-    densified mesh with wrinkles). ``light``: (9, 3) SH light (default: random). ``brows``: the
+    densified mesh with wrinkles). ``light``: (9, 3) SH light (default: random; with ``shadows``, a
+    ``shading.directional_light``, whose key it shadows). ``brows``: the
     embedding whose brow line is painted (default: the model's; calibration.py passes the first one).
     ``shadows``: cast shadows and ambient occlusion (about 1.5 s more for ICT's head)."""
     params = random_params(model, rng, n_expressions, max_weight) if params is None else params
