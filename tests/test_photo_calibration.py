@@ -62,7 +62,7 @@ def test_ict_photos_fitted_with_the_detector_beat_the_mean_face(ict_model):
         fit = fit_photo_job(m, photo.image)
         fit_err.append(similarity_rms(fit.vertices[face], photo.vertices[face]))
         mean_err.append(similarity_rms(mean, photo.vertices[face]))
-    # (uncalibrated ties: 0.93 on these four; calibrated: 0.74)
+    # (uncalibrated ties: 0.93 on these four; calibrated: 0.74; renders and calibration with shadows: 0.79)
     assert np.mean(fit_err) < 0.85 * np.mean(mean_err), (fit_err, mean_err)
 
 
