@@ -19,7 +19,7 @@ the point's scatter, which sets its weight in the fit (fit.py: 1/scatter², rela
 Measured with the bench's renders (`studio bench photo`, detector in the loop): 0.95× the mean
 face's error with the single-render ties, 0.82× calibrated (with the blendshape prior at 0.08); on
 the annotated portrait (takeo) the fitted 68 points went from 4.3 % to 4.2 % of the eye-corner
-distance. Renders lit as photos are (shadows: VERSION 3) took it to 0.77× and takeo to 4.07 %. It
+distance. Renders lit as photos are (shadows: VERSION 3) took it to 0.78× and takeo to 4.05 %. It
 costs about 100 s once per model (stored with the embedding), most of it the renders' shadow maps.
 """
 

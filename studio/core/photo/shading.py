@@ -129,11 +129,9 @@ def render_image(vertices: np.ndarray, faces: np.ndarray, albedo: np.ndarray, li
     frags = rasterize(xy, depth, faces, camera.height, camera.width)
     normals = vertex_normals(pc, faces)
     normals = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    if shadows:
-        irradiance = occluded_shading(pc, faces, normals, np.asarray(light, float))
-        colour = np.clip(np.asarray(albedo, float) * irradiance, 0, 1)
-    else:
-        colour = np.clip(shade(np.asarray(albedo, float), normals, np.asarray(light, float)), 0, 1)
+    light = np.asarray(light, float)
+    irradiance = occluded_shading(pc, faces, normals, light) if shadows else sh_basis(normals) @ light
+    colour = np.clip(np.asarray(albedo, float) * irradiance, 0, 1)
     img = interpolate(colour, faces, frags)
     if background is None:
         background = np.array([0.35, 0.38, 0.42])
@@ -145,7 +143,7 @@ def render_image(vertices: np.ndarray, faces: np.ndarray, albedo: np.ndarray, li
 # -- shadows: visibility from depth maps --------------------------------------------------------------
 
 def light_visibility(points: np.ndarray, faces: np.ndarray, directions: np.ndarray, normals: np.ndarray | None = None,
-               size: int = 160) -> np.ndarray:
+                     size: int = 160) -> np.ndarray:
     """(n, k) in 0..1: how much of each vertex sees along each unit direction (towards the light),
     from one orthographic depth map per direction (shadow mapping with a 3×3 percentage-closer
     filter, so shadow edges are soft as under a real, non-point light). With ``normals`` each
@@ -158,7 +156,8 @@ def light_visibility(points: np.ndarray, faces: np.ndarray, directions: np.ndarr
     centre = (p.min(0) + p.max(0)) / 2
     texel = span / (size - 4)
     bias = 1.5 * texel  # a surface does not shadow itself within a texel or two
-    look = p if normals is None else p + 2.0 * texel * np.asarray(normals, float)
+    q = p - centre
+    ql = q if normals is None else q + 2.0 * texel * np.asarray(normals, float)  # where each vertex looks up
     out = np.zeros((len(p), len(directions)))
     for k, d in enumerate(np.asarray(directions, float)):
         d = d / np.linalg.norm(d)
@@ -167,15 +166,14 @@ def light_visibility(points: np.ndarray, faces: np.ndarray, directions: np.ndarr
         u = np.cross(d, a)
         u /= np.linalg.norm(u)
         w = np.cross(d, u)
-        q = p - centre
-        xy = np.stack([q @ u, -(q @ w)], 1) / texel + size / 2
-        depth = span - q @ d  # larger is farther from the light; > 0 inside the box
-        frags = rasterize(xy, depth, faces, size, size)
+        # to map pixels (x right, y down) and depth (larger is farther from the light; > 0 after + span)
+        frame = np.stack([u / texel, -w / texel, -d], 1)
+        m, lm = q @ frame, ql @ frame
+        frags = rasterize(m[:, :2] + size / 2, m[:, 2] + span, faces, size, size)
         zmap = np.where(frags.mask, frags.depth, np.inf)
-        ql = look - centre
-        lx, ly, ld = ql @ u / texel + size / 2, -(ql @ w) / texel + size / 2, span - ql @ d
-        ix = np.clip(np.floor(lx).astype(int), 1, size - 2)
-        iy = np.clip(np.floor(ly).astype(int), 1, size - 2)
+        ld = lm[:, 2] + span
+        ix = np.clip(np.floor(lm[:, 0] + size / 2).astype(int), 1, size - 2)
+        iy = np.clip(np.floor(lm[:, 1] + size / 2).astype(int), 1, size - 2)
         lit = np.zeros(len(p))
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
@@ -208,7 +206,7 @@ def occluded_shading(points: np.ndarray, faces: np.ndarray, normals: np.ndarray,
     vis = light_visibility(points, faces, np.concatenate([d[None], sky]), normals)
     cosw = np.clip(normals @ sky.T, 0, None)
     ao = (cosw * vis[:, 1:]).sum(1) / np.maximum(cosw.sum(1), 1e-9)
-    t = normals @ d
-    key_sh = key[None] * (0.25 + 0.5 * t + 5 / 32 * (3 * t * t - 1))[:, None]  # what the 9 coefficients hold of it
-    rest = sh_basis(normals) @ light - key_sh
-    return rest * ao[:, None] + key[None] * np.clip(t, 0, None)[:, None] * vis[:, :1]
+    basis = sh_basis(normals)
+    key_sh = (basis @ directional_light(0.0, 1.0, d)[:, 0])[:, None] * key[None]  # what the 9 coefficients hold of it
+    rest = basis @ light - key_sh
+    return rest * ao[:, None] + key[None] * np.clip(normals @ d, 0, None)[:, None] * vis[:, :1]

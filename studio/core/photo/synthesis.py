@@ -251,12 +251,13 @@ class _Synthesis:
         coeffs = {k: v_.detach().double().numpy() for k, v_ in self.var.items()}
         cam = Camera(self.cam.width, self.cam.height, self.cam.focal, self.rot.detach().numpy().copy(),
                      self.translation().detach().numpy().copy())
-        with torch.no_grad():
-            a = self.albedo().double().numpy()
-        full = np.tile(np.median(a, 0), (self.model.n_vertices, 1))
-        full[self.sub.ids] = a
         if self.a_known is not None:  # as given, everywhere
             full = np.clip(np.asarray(self.options.albedo, float), 0.0, 1.0)
+        else:
+            with torch.no_grad():
+                a = self.albedo().double().numpy()
+            full = np.tile(np.median(a, 0), (self.model.n_vertices, 1))
+            full[self.sub.ids] = a
         out: np.ndarray | dict = full
         if self.colour_groups:
             out = {"albedo": full, "params": {k: c.detach().double().numpy() for k, c in self.cvar.items()}}
