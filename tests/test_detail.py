@@ -190,6 +190,25 @@ def test_normal_map_bump_is_lit_from_the_expected_side(mirrored):
     assert np.degrees(np.arccos(np.clip((got * geo).sum(1), -1, 1))).max() < 2.0
 
 
+def test_no_detail_shades_as_the_smooth_surface_not_its_facets():
+    """A zero map leaves the renderer's smooth (interpolated) normals: the detailed normals and the
+    exported normal map must not carry the coarse triangles' facets (they did: 2.5° on ICT's face,
+    which the shape from shading then spent its map on cancelling, and viewers drew as facets)."""
+    model = patch_model(n=7, dome=0.02)  # 6 × 6 quads on a dome: facets tilt by several degrees
+    v, faces = np.asarray(model.mean, float), np.asarray(model.faces)
+    raster = model_raster(model, 64)
+    frames = texel_frames(raster, v, faces, model.uv, faces)
+    corners = v[faces[raster.tri[raster.mask]]]  # the covering triangle of each texel
+    flat = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    flat /= np.linalg.norm(flat, axis=1, keepdims=True)
+    assert np.degrees(np.arccos(np.clip((flat * frames.normal).sum(1), -1, 1))).mean() > 2.0  # facets are there
+    with torch.no_grad():
+        n = detailed_normals(torch.zeros(64, 64, dtype=torch.float64), frames).numpy()
+    assert np.degrees(np.arccos(np.clip((n * frames.normal).sum(1), -1, 1))).max() < 0.01
+    img = normal_map_image(raster, v, faces, model.uv, faces, np.zeros((64, 64)))
+    assert np.abs(img[raster.mask].astype(int) - [128, 128, 255]).max() <= 1
+
+
 # -- files ---------------------------------------------------------------------------------------
 
 def test_displacement_png_is_16_bit_and_round_trips(tmp_path):

@@ -54,6 +54,8 @@ class SfsOptions:
     jump_scale: float = 0.5  # |log-ratio| beyond which a texel is albedo (brows, lashes)
     feature_margin_mm: float = 4.0  # no data this close to the eyes, lips, nostrils and brows
     robust_scale: float = 2.0  # Cauchy loss: residuals beyond this many σ count less and less
+    # the fitted albedo's brightness is kept only above this share of the mesh's edge length
+    albedo_blur_edges: float = 0.6
 
 
 @dataclass
@@ -134,7 +136,8 @@ def _observe(model: PCAModel, vertices, camera, image, albedo, light, raster, fr
     seen = _bilinear(img, xy)
     a = raster.blend(albedo, model.faces)
     s0 = sh_basis(n_cam) @ light
-    lr = np.log(np.maximum(seen, 1e-3)) - np.log(np.maximum(a * s0, 1e-3))  # (P, 3)
+    la = _smooth_albedo_brightness(model, vertices, raster, frames, np.log(np.maximum(a, 1e-3)), options)
+    lr = np.log(np.maximum(seen, 1e-3)) - np.log(np.maximum(s0, 1e-3)) - la  # (P, 3)
     sigma_tex = options.highpass_mm / max(texel_mm(model, frames, options.size), 1e-9)
     S = options.size
     w_vis = vis.astype(float)
@@ -150,6 +153,22 @@ def _observe(model: PCAModel, vertices, camera, image, albedo, light, raster, fr
               * ~feature_texels(model, raster, options.feature_margin_mm))
     g = np.where(vis, g, 0.0)
     return {"visible": w_vis, "target": g, "weight": weight, "n_cam": n_cam, "pixels_per_texel": ppt}
+
+
+def _smooth_albedo_brightness(model: PCAModel, vertices, raster, frames, log_albedo, options) -> np.ndarray:
+    """The fitted log-albedo per texel with its brightness blurred over ``albedo_blur_edges`` of the
+    mesh's median edge. The photo fit's albedo is one colour per vertex fitted to the same pixels:
+    at the vertex spacing it took in the creases' shading (a nasolabial fold as a darker line of
+    vertices) and the photo's noise, which divided out would cancel the detail or paint the mesh's
+    triangles into it. Its hue is kept as it is (shading does not change hue)."""
+    faces = np.asarray(model.faces, np.int64)
+    p = np.asarray(vertices, float)[faces[np.unique(raster.tri[raster.mask])]]
+    edge_mm = float(np.median(np.linalg.norm(p - np.roll(p, 1, axis=1), axis=2))) * _mm_per_unit(model)
+    sigma = options.albedo_blur_edges * edge_mm / max(texel_mm(model, frames, options.size), 1e-9)
+    lum = log_albedo.mean(1)
+    if sigma <= 0:
+        return log_albedo
+    return log_albedo - lum[:, None] + _masked_blur(lum, np.ones(len(lum)), frames, options.size, sigma)[:, None]
 
 
 def _in_fit_region(model: PCAModel, raster: UVRaster) -> np.ndarray:
