@@ -209,6 +209,26 @@ def test_no_detail_shades_as_the_smooth_surface_not_its_facets():
     assert np.abs(img[raster.mask].astype(int) - [128, 128, 255]).max() <= 1
 
 
+def test_a_coarse_fit_error_patch_gives_no_data_but_a_crease_does():
+    """What the coarse fit left wrong over a patch (a misplaced brow, a nose side) is large over
+    the whole patch; a crease darkens a thin line. The first must lose its data weight, the second
+    keep it, though both residuals are far above the photo's noise."""
+    from studio.core.detail.sfs import _quiet
+
+    model = patch_model()
+    v, faces = np.asarray(model.mean, float), np.asarray(model.faces)
+    raster = model_raster(model, 64)
+    frames = texel_frames(raster, v, faces, model.uv, faces)
+    r, c = frames.rows, frames.cols
+    g = np.random.default_rng(0).normal(0, 0.01, len(r))  # the photo's noise
+    crease = (r == 20) & (c > 10) & (c < 54)
+    patch = (np.abs(r - 44) < 6) & (np.abs(c - 32) < 6)
+    g[crease] -= 0.06
+    g[patch] += 0.15
+    w = _quiet(g, np.ones(len(g)), frames, 64, 3.2, 3.0)  # σ 2 mm at 0.625 mm a texel
+    assert w[crease].mean() > 0.7 and w[patch].max() < 0.2 and np.median(w) > 0.95
+
+
 # -- files ---------------------------------------------------------------------------------------
 
 def test_displacement_png_is_16_bit_and_round_trips(tmp_path):

@@ -54,6 +54,10 @@ class SfsOptions:
     jump_scale: float = 0.5  # |log-ratio| beyond which a texel is albedo (brows, lashes)
     feature_margin_mm: float = 4.0  # no data this close to the eyes, lips, nostrils and brows
     robust_scale: float = 2.0  # Cauchy loss: residuals beyond this many σ count less and less
+    # a neighbourhood (σ this many mm) whose residual varies more than ``busy_scale`` × the face's
+    # typical residual is a coarse-fit error (a misplaced brow, hairline or nose side), not creases
+    busy_mm: float = 2.0
+    busy_scale: float = 3.0
     # the fitted albedo's brightness is kept only above this share of the mesh's edge length
     albedo_blur_edges: float = 0.6
 
@@ -151,8 +155,25 @@ def _observe(model: PCAModel, vertices, camera, image, albedo, light, raster, fr
     weight = (w_vis * inner * _in_fit_region(model, raster) * np.clip((cosv - 0.35) / 0.2, 0, 1)
               * np.exp(-(chroma / options.chroma_scale) ** 2) / (1 + (g / options.jump_scale) ** 4)
               * ~feature_texels(model, raster, options.feature_margin_mm))
+    weight = weight * _quiet(g, weight, frames, S, options.busy_mm / max(texel_mm(model, frames, S), 1e-9),
+                             options.busy_scale)
     g = np.where(vis, g, 0.0)
     return {"visible": w_vis, "target": g, "weight": weight, "n_cam": n_cam, "pixels_per_texel": ppt}
+
+
+def _quiet(g, weight, frames, S, sigma, scale) -> np.ndarray:
+    """(P,) in (0, 1]: how far each texel's neighbourhood is from a coarse-fit error. A crease
+    darkens a line a few texels wide; where the coarse fit misplaced an albedo edge or misshaped the
+    surface, the residual is large over a whole patch (the per-texel Cauchy loss alone still lets
+    such a patch pull the map into false relief). The neighbourhood's RMS residual against
+    ``scale`` × the robust scale of the residual over the face."""
+    from studio.core.geometry.robust import robust_scale
+
+    if scale <= 0 or not (weight > 0.5).any():
+        return np.ones(len(g))
+    local = np.sqrt(_masked_blur(g * g, weight, frames, S, sigma))
+    tau = scale * max(robust_scale(g[weight > 0.5]), 1e-9)
+    return 1 / (1 + (local / tau) ** 4)
 
 
 def _smooth_albedo_brightness(model: PCAModel, vertices, raster, frames, log_albedo, options) -> np.ndarray:
