@@ -84,6 +84,8 @@ def test_displacement_is_recovered_from_a_rendered_patch():
     r = np.corrcoef(rec.displacement[inner], truth[inner])[0, 1]
     assert r > 0.65, r
     assert np.all(rec.displacement[~raster.mask] == 0)  # nothing outside the region
+    # the photo's resolution on the patch: focal 512 px at 100 mm
+    assert rec.pixels_per_mm == pytest.approx(5.12, rel=0.05)
 
 
 # -- strain --------------------------------------------------------------------------------------
@@ -227,6 +229,24 @@ def test_a_coarse_fit_error_patch_gives_no_data_but_a_crease_does():
     g[patch] += 0.15
     w = _quiet(g, np.ones(len(g)), frames, 64, 3.2, 3.0)  # σ 2 mm at 0.625 mm a texel
     assert w[crease].mean() > 0.7 and w[patch].max() < 0.2 and np.median(w) > 0.95
+
+
+def test_a_photo_too_coarse_for_creases_is_said_so():
+    """A face a few pixels per centimetre cannot show a 2 mm crease: the user is told (CLI stderr,
+    the window's status bar) and detail.json records the resolution."""
+    import json
+
+    from studio.jobs.detail import FaceDetail, _description
+
+    model = patch_model()
+    raster = model_raster(model, 64)
+    d = np.zeros((64, 64))
+    coarse = FaceDetail(d, ExpressionDetail.split(d, d), d, raster, raster.mask, {}, 0.4)
+    note = coarse.resolution_note()
+    assert note is not None and "0.40 pixels per mm" in note and "5 mm" in note
+    assert FaceDetail(d, ExpressionDetail.split(d, d), d, raster, raster.mask, {}, 2.0).resolution_note() is None
+    assert FaceDetail(d, ExpressionDetail.split(d, d), d, raster, raster.mask).resolution_note() is None  # unknown
+    assert json.loads(json.dumps(_description(model, coarse, 1.0)))["photo_pixels_per_mm"] == 0.4
 
 
 # -- files ---------------------------------------------------------------------------------------

@@ -157,6 +157,9 @@ class DetailControls(QObject):
     def set_detail(self, detail) -> None:
         """Show ``detail`` (a jobs.detail.FaceDetail for the open model) at the current parameters."""
         self.detail = detail
+        note = detail.resolution_note()
+        if note:
+            self.window.notify(f"detail: {note}")
         if not self.toggle.isChecked():
             self.toggle.blockSignals(True)
             self.toggle.setChecked(True)

@@ -94,5 +94,9 @@ def _detail(model, fit, a) -> list:
 
     detail = _run("detail", detail_job, model, fit, SfsOptions(size=a.detail_size))
     colors = photo_texture(model, fit.vertices, fit.result.camera, fit.image, uv_texture=False).vertex_colors
-    print(f"detail: {detail.raster.size}² map, {detail.timings['detail_s']:.1f} s")
+    print(f"detail: {detail.raster.size}² map, {detail.timings['detail_s']:.1f} s, "
+          f"photo at {detail.pixels_per_mm:.2f} pixels per mm on the face")
+    note = detail.resolution_note()
+    if note:
+        print(f"detail: warning: {note}", file=sys.stderr)
     return write_detail(a.detail, model, fit.vertices, detail, colors, a.force, fit=fit)

@@ -39,6 +39,18 @@ class FaceDetail:
     raster: UVRaster
     visible: np.ndarray  # (S, S) texels the photo shows
     timings: dict = field(default_factory=dict)
+    pixels_per_mm: float = float("nan")  # the photo's resolution on the face
+
+    # below this the photo does not resolve a crease (its shading spans about 2 mm): the map then
+    # holds the broader folds and what the regularisers made between the pixels
+    RESOLVED_PIXELS_PER_MM = 1.0
+
+    def resolution_note(self) -> str | None:
+        """A line for the user when the photo is too coarse for the map's finer detail, else None."""
+        if not self.pixels_per_mm < self.RESOLVED_PIXELS_PER_MM:
+            return None
+        return (f"the photo shows the face at {self.pixels_per_mm:.2f} pixels per mm; creases narrower than "
+                f"{2 / self.pixels_per_mm:.0f} mm are not in it, so the map holds only broader folds")
 
     def at(self, model, params: dict) -> np.ndarray:
         """The displacement map of the same person at the expression in ``params``."""
@@ -57,7 +69,7 @@ def detail_job(model, fit, options: SfsOptions | None = None, progress=None) -> 
     c0 = compression_map(model, rec.raster, res.params)
     report(progress, 1.0, "detail: done")
     return FaceDetail(rec.displacement, ExpressionDetail.split(rec.displacement, c0), c0, rec.raster, rec.visible,
-                      dict(rec.timings))
+                      dict(rec.timings), rec.pixels_per_mm)
 
 
 def normal_map(model, vertices, detail: FaceDetail, d: np.ndarray | None = None) -> np.ndarray:
@@ -114,6 +126,7 @@ def _description(model, detail: FaceDetail, mm: float) -> dict:
             "expression_model": "d = person + gain * compression(expression); compression = 1 - smaller principal "
                                 "stretch of the skin against the neutral face (studio/core/detail/strain.py)",
             "eps_compression": detail.expression.eps,
+            "photo_pixels_per_mm": None if np.isnan(detail.pixels_per_mm) else round(float(detail.pixels_per_mm), 3),
             "max_abs_displacement_mm": float(np.abs(detail.displacement).max() * mm)}
 
 

@@ -71,6 +71,7 @@ class DetailRecovery:
     weight: np.ndarray  # (S, S) data weight after the albedo/detail separation
     target: np.ndarray  # (S, S) the separated log-shading the detail had to explain
     timings: dict = field(default_factory=dict)
+    pixels_per_mm: float = float("nan")  # the photo's resolution on the face (median over the seen texels)
 
 
 def recover_displacement(model: PCAModel, vertices, camera, image, albedo, light, options: SfsOptions | None = None,
@@ -97,7 +98,8 @@ def _recover(model: PCAModel, vertices, camera, image, albedo, light, options, p
     out[frames.rows, frames.cols] = d
     grid = lambda x: _to_grid(x, frames, S)  # noqa: E731
     return DetailRecovery(out, raster, frames, grid(obs["visible"]) > 0, grid(obs["weight"]), grid(obs["target"]),
-                          {"detail_s": time.perf_counter() - t0})
+                          {"detail_s": time.perf_counter() - t0},
+                          obs["pixels_per_texel"] / max(texel_mm(model, frames, S), 1e-9))
 
 
 def _to_grid(x, frames, S):
