@@ -20,7 +20,8 @@ def _run(out: Path, processes: int) -> dict:
     if processes > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] + cmd[1:]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    # the failing worker's own message comes before torchrun's summary: keep enough to show both
+    assert r.returncode == 0, r.stderr[-8000:]
     return json.loads((out / "losses.json").read_text())
 
 
