@@ -3,10 +3,11 @@
 Each photo is an ICT face (prior identity, two random blendshapes up to 0.3, the six wrinkle
 drivers browInnerUp, eyeSquint, mouthSmile L/R at 0.5-1) whose face is subdivided twice and
 displaced by a known map (core/detail/synthetic.py: forehead lines, crow's feet, nasolabial folds
-deepening with their blendshape, faint static relief), lit by an ambient + key light from above
-the side, ±15° yaw, the face half the photo's width, and then put through the product: ``studio
-fit photo``'s job with its detector, then the detail job. Figures, over the face region the photo
-shows:
+deepening with their blendshape, faint static relief), lit by a sky and a key light from above
+the side with the key's cast shadows and ambient occlusion (``shadows=False``: a soft wrapped key
+and no shadows, the conditions before 2026-12-01), ±15° yaw, the face half the photo's width,
+and then put through the product: ``studio fit photo``'s job with its detector, then the detail
+job. Figures, over the face region the photo shows:
 
 - displacement correlation and RMS error, recovered against true. *Registered through the
   photo*: each texel of the fitted face is compared with the true surface point that the same
@@ -42,16 +43,20 @@ class Case:
     params1: dict  # the face animated to another expression (true)
 
 
-def detail_light(rng) -> np.ndarray:
-    """Ambient plus a key light from above and to one side (a portrait's usual lighting)."""
+def detail_light(rng, shadows: bool = False) -> np.ndarray:
+    """Ambient plus a key light from above and to one side (a portrait's usual lighting): a soft
+    "wrapped" key, or with ``shadows`` a distant one with its exact clamped cosine (the light whose
+    cast shadows and occlusion ``shading.occluded_shading`` renders)."""
     from studio.core.photo import shading
     from studio.core.photo.camera import euler_to_matrix
 
     d = euler_to_matrix(rng.uniform(-45, 45), -rng.uniform(15, 45)) @ np.array([0, 0, 1.0])
-    return shading.ambient_light(rng.uniform(0.25, 0.4), rng.uniform(0.8, 1.1), d) * (1 + rng.normal(0, 0.03, 3))
+    ambient, key = rng.uniform(0.25, 0.4), rng.uniform(0.8, 1.1)
+    light = shading.directional_light(ambient, key, d) if shadows else shading.ambient_light(ambient, key, d)
+    return light * (1 + rng.normal(0, 0.03, 3))
 
 
-def make_case(model, raster, seed: int, size: int) -> Case:
+def make_case(model, raster, seed: int, size: int, shadows: bool = False) -> Case:
     from studio.core.detail.displacement import densify
     from studio.core.detail.synthetic import wrinkle_detail
     from studio.core.detail.uv_raster import detail_triangles
@@ -71,9 +76,9 @@ def make_case(model, raster, seed: int, size: int) -> Case:
         coarse = F[~dense]
         return V, np.concatenate([coarse[~hide[coarse].any(1)], F[dense]]), extra["albedo"]
 
-    # no cast shadows: the detail measured is the displacement's own shading (not yet measured with them)
+    # shadows: the photo's too (cast by the key, ambient occlusion), which no SH light explains
     photo = synthetic.render_photo(model, rng, size=size, yaw_range=15.0, face_fraction=(0.45, 0.55), params=params,
-                                   geometry=geometry, light=detail_light(rng), shadows=False)
+                                   geometry=geometry, light=detail_light(rng, shadows), shadows=shadows)
     params1 = {k: np.array(v, float) for k, v in params.items()}
     params1["expression"][idx] = rng.uniform(0.0, 1.0, len(idx))
     return Case(photo, truth, params1)
@@ -190,12 +195,12 @@ def _model_transfer(model, case: Case, raster, truth0) -> dict:
             "model_change_corr": _corr(pred[m] - truth0[m], true1[m] - truth0[m])}
 
 
-def run_one(model, raster, seed, size, options, i, count) -> dict:
+def run_one(model, raster, seed, size, options, i, count, shadows: bool = False) -> dict:
     from studio.core.errors import StudioError
     from studio.jobs.detail import detail_job
     from studio.jobs.fit_photo import fit_photo_job
 
-    case = make_case(model, raster, seed, size)
+    case = make_case(model, raster, seed, size, shadows)
     t0 = time.perf_counter()
     try:
         fit = fit_photo_job(model, case.photo.image)
@@ -214,7 +219,7 @@ def run_one(model, raster, seed, size, options, i, count) -> dict:
 
 
 def main(model_name=None, count: int = 8, seed: int = 2000, size: int = 768, map_size: int = 512,
-         iterations: int = 60, as_json: bool = False) -> int:
+         iterations: int = 60, as_json: bool = False, shadows: bool = True) -> int:
     from studio.core import store
     from studio.core.detail.sfs import SfsOptions
     from studio.core.detail.uv_raster import model_raster
@@ -233,11 +238,11 @@ def main(model_name=None, count: int = 8, seed: int = 2000, size: int = 768, map
         raise StudioError(f"the detail bench needs ICT-style blendshapes and iBUG-68 landmarks; '{name}' lacks them")
     raster = model_raster(model, map_size)
     options = SfsOptions(size=map_size, iterations=iterations)
-    rows = [run_one(model, raster, seed + i, size, options, i, count) for i in range(count)]
+    rows = [run_one(model, raster, seed + i, size, options, i, count, shadows) for i in range(count)]
     ok = [r for r in rows if r.get("detected")]
     if not ok:
         raise StudioError("the detector found no face in any rendered photo; nothing to measure")
-    result = _summary(model, rows, ok, count, size, map_size, iterations)
+    result = {**_summary(model, rows, ok, count, size, map_size, iterations), "shadows": shadows}
     if as_json:
         print(json.dumps(result))
     return 0

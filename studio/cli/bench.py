@@ -169,12 +169,16 @@ def _detail(bsub) -> None:
     p.add_argument("--size", type=int, default=768, help="rendered photo size in pixels")
     p.add_argument("--map-size", type=int, default=512, help="texels per side of the detail map")
     p.add_argument("--iterations", type=int, default=60, help="shape-from-shading L-BFGS iterations")
+    p.add_argument("--no-shadows", dest="shadows", action="store_false",
+                   help="render without the key light's cast shadows and ambient occlusion (a soft wrapped key "
+                        "light instead; the bench's conditions before 2026-12-01)")
     p.add_argument("--json", action="store_true")
 
     def run(a) -> int:
         from studio.bench import detail
 
-        return detail.main(a.model, a.count, a.seed, a.size, a.map_size, a.iterations, as_json=a.json)
+        return detail.main(a.model, a.count, a.seed, a.size, a.map_size, a.iterations, as_json=a.json,
+                           shadows=a.shadows)
 
     p.set_defaults(func=run)
 
