@@ -55,6 +55,13 @@ def test_detail_toggle_shows_a_normal_map_that_follows_the_sliders(qtbot, studio
                     timeout=TIMEOUT)
     settle(qtbot, w)
 
+    # a photo too coarse for creases: the status bar says so
+    coarse = hand_made_detail(w.doc.model)
+    coarse.pixels_per_mm = 0.4
+    controls.set_detail(coarse)
+    assert "0.40 pixels per mm" in w.status.last_message
+    settle(qtbot, w)
+
     controls.toggle.setChecked(False)
     assert prop.GetTexture("normalTex") is None
     assert prop.GetInterpolationAsString() == "Phong"
