@@ -98,8 +98,7 @@ def _recover(model: PCAModel, vertices, camera, image, albedo, light, options, p
     out[frames.rows, frames.cols] = d
     grid = lambda x: _to_grid(x, frames, S)  # noqa: E731
     return DetailRecovery(out, raster, frames, grid(obs["visible"]) > 0, grid(obs["weight"]), grid(obs["target"]),
-                          {"detail_s": time.perf_counter() - t0},
-                          obs["pixels_per_texel"] / max(texel_mm(model, frames, S), 1e-9))
+                          {"detail_s": time.perf_counter() - t0}, obs["pixels_per_mm"])
 
 
 def _to_grid(x, frames, S):
@@ -142,9 +141,10 @@ def _observe(model: PCAModel, vertices, camera, image, albedo, light, raster, fr
     seen = _bilinear(img, xy)
     a = raster.blend(albedo, model.faces)
     s0 = sh_basis(n_cam) @ light
-    la = _smooth_albedo_brightness(model, vertices, raster, frames, np.log(np.maximum(a, 1e-3)), options)
+    tmm = max(texel_mm(model, frames, options.size), 1e-9)
+    la = _smooth_albedo_brightness(model, vertices, raster, frames, np.log(np.maximum(a, 1e-3)), tmm, options)
     lr = np.log(np.maximum(seen, 1e-3)) - np.log(np.maximum(s0, 1e-3)) - la  # (P, 3)
-    sigma_tex = options.highpass_mm / max(texel_mm(model, frames, options.size), 1e-9)
+    sigma_tex = options.highpass_mm / tmm
     S = options.size
     w_vis = vis.astype(float)
     hp = np.stack([lr[:, c] - _masked_blur(lr[:, c], w_vis, frames, S, sigma_tex) for c in range(3)], 1)
@@ -157,10 +157,10 @@ def _observe(model: PCAModel, vertices, camera, image, albedo, light, raster, fr
     weight = (w_vis * inner * _in_fit_region(model, raster) * np.clip((cosv - 0.35) / 0.2, 0, 1)
               * np.exp(-(chroma / options.chroma_scale) ** 2) / (1 + (g / options.jump_scale) ** 4)
               * ~feature_texels(model, raster, options.feature_margin_mm))
-    weight = weight * _quiet(g, weight, frames, S, options.busy_mm / max(texel_mm(model, frames, S), 1e-9),
-                             options.busy_scale)
+    weight = weight * _quiet(g, weight, frames, S, options.busy_mm / tmm, options.busy_scale)
     g = np.where(vis, g, 0.0)
-    return {"visible": w_vis, "target": g, "weight": weight, "n_cam": n_cam, "pixels_per_texel": ppt}
+    return {"visible": w_vis, "target": g, "weight": weight, "n_cam": n_cam, "pixels_per_texel": ppt,
+            "pixels_per_mm": ppt / tmm}
 
 
 def _quiet(g, weight, frames, S, sigma, scale) -> np.ndarray:
@@ -178,7 +178,8 @@ def _quiet(g, weight, frames, S, sigma, scale) -> np.ndarray:
     return 1 / (1 + (local / tau) ** 4)
 
 
-def _smooth_albedo_brightness(model: PCAModel, vertices, raster, frames, log_albedo, options) -> np.ndarray:
+def _smooth_albedo_brightness(model: PCAModel, vertices, raster, frames, log_albedo, texel_size_mm: float,
+                              options) -> np.ndarray:
     """The fitted log-albedo per texel with its brightness blurred over ``albedo_blur_edges`` of the
     mesh's median edge. The photo fit's albedo is one colour per vertex fitted to the same pixels:
     at the vertex spacing it took in the creases' shading (a nasolabial fold as a darker line of
@@ -187,10 +188,10 @@ def _smooth_albedo_brightness(model: PCAModel, vertices, raster, frames, log_alb
     faces = np.asarray(model.faces, np.int64)
     p = np.asarray(vertices, float)[faces[np.unique(raster.tri[raster.mask])]]
     edge_mm = float(np.median(np.linalg.norm(p - np.roll(p, 1, axis=1), axis=2))) * _mm_per_unit(model)
-    sigma = options.albedo_blur_edges * edge_mm / max(texel_mm(model, frames, options.size), 1e-9)
-    lum = log_albedo.mean(1)
+    sigma = options.albedo_blur_edges * edge_mm / texel_size_mm
     if sigma <= 0:
         return log_albedo
+    lum = log_albedo.mean(1)
     return log_albedo - lum[:, None] + _masked_blur(lum, np.ones(len(lum)), frames, options.size, sigma)[:, None]
 
 
