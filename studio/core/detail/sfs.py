@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from studio.core.detail.blur import blur, gaussian_kernel, masked_blur_grid
 from studio.core.detail.displacement import TexelFrames, detailed_normals, frame_tensors, texel_frames
 from studio.core.detail.uv_raster import UVRaster, model_raster
 from studio.core.geometry.raster import rasterize, visible_vertices
@@ -160,7 +161,7 @@ def _observe(model: PCAModel, vertices, camera, image, albedo, light, raster, fr
     weight = weight * _quiet(g, weight, frames, S, options.busy_mm / tmm, options.busy_scale)
     g = np.where(vis, g, 0.0)
     return {"visible": w_vis, "target": g, "weight": weight, "n_cam": n_cam, "pixels_per_texel": ppt,
-            "pixels_per_mm": ppt / tmm}
+            "pixels_per_mm": ppt / tmm, "sigma_texels": sigma_tex}
 
 
 def _quiet(g, weight, frames, S, sigma, scale) -> np.ndarray:
@@ -234,13 +235,11 @@ def feature_texels(model: PCAModel, raster: UVRaster, margin_mm: float) -> np.nd
 
 
 def _masked_blur(x, w, frames, S, sigma):
-    from scipy.ndimage import gaussian_filter
-
+    """Per covered texel: the masked blur (blur.py) of the texel values ``x`` under the weight ``w``."""
     grid, wg = np.zeros((S, S)), np.zeros((S, S))
-    grid[frames.rows, frames.cols] = x * w
+    grid[frames.rows, frames.cols] = x
     wg[frames.rows, frames.cols] = w
-    num, den = gaussian_filter(grid, sigma), gaussian_filter(wg, sigma)
-    return (num / np.maximum(den, 1e-9))[frames.rows, frames.cols]
+    return masked_blur_grid(grid, wg, sigma)[frames.rows, frames.cols]
 
 
 def _bilinear(img, xy):
@@ -280,13 +279,22 @@ def _optimise(model: PCAModel, raster, frames, camera, light, obs, options, prog
     x = torch.zeros(len(frames.rows), dtype=dt, requires_grad=True)
     inside = torch.zeros(S, S, dtype=dt)
     inside[rows, cols] = 1.0
+    # the target is high-passed (its blur was albedo and coarse shape), so the prediction is too:
+    # a groove's shading has a broad part of its own, which the target no longer holds
+    vis = torch.zeros(S, S, dtype=dt).index_put((rows, cols), torch.as_tensor(obs["visible"], dtype=dt))
+    kernel = gaussian_kernel(obs["sigma_texels"], dt)
+    vis_blur = blur(vis, kernel)[rows, cols].clamp_min(1e-6)
+
+    def predicted(s):
+        p = torch.log(s / s0)
+        return p - blur(torch.zeros(S, S, dtype=dt).index_put((rows, cols), p) * vis, kernel)[rows, cols] / vis_blur
 
     def energy():
         d = torch.zeros(S, S, dtype=dt).index_put((rows, cols), x * unit)
         n = detailed_normals(d, frames, ft) @ R.T
         s = (sh_basis(n) @ L).clamp_min(1e-3)
         # Cauchy: what the model cannot explain (specular spots, hair strands) pulls less and less
-        r2 = ((torch.log(s / s0) - target) / (options.sigma_log * options.robust_scale)) ** 2
+        r2 = ((predicted(s) - target) / (options.sigma_log * options.robust_scale)) ** 2
         e_data = options.robust_scale ** 2 * (w * torch.log1p(r2)).sum()
         xg = torch.zeros(S, S, dtype=dt).index_put((rows, cols), x)
         lap = (4 * xg[1:-1, 1:-1] - xg[:-2, 1:-1] - xg[2:, 1:-1] - xg[1:-1, :-2] - xg[1:-1, 2:]) * inside[1:-1, 1:-1]

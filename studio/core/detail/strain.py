@@ -49,16 +49,12 @@ def triangle_compression(neutral, expressed, faces, uv, face_uv) -> np.ndarray:
 def texel_compression(raster: UVRaster, per_triangle: np.ndarray, smooth_texels: float = 1.5) -> np.ndarray:
     """(S, S) map of per-triangle compression, lightly blurred over the region so the strain of
     neighbouring triangles blends (a triangle is ~3 mm on ICT; wrinkle fields are smooth)."""
-    from scipy.ndimage import gaussian_filter
+    from studio.core.detail.blur import masked_blur_grid
 
     m = raster.mask
     out = np.zeros(m.shape)
     out[m] = per_triangle[raster.tri[m]]
-    if smooth_texels > 0:
-        num = gaussian_filter(out, smooth_texels)
-        den = gaussian_filter(m.astype(float), smooth_texels)
-        out = np.where(m, num / np.maximum(den, 1e-6), 0.0)
-    return out
+    return np.where(m, masked_blur_grid(out, m.astype(float), smooth_texels), 0.0)
 
 
 def compression_map(model: PCAModel, raster: UVRaster, params: dict) -> np.ndarray:

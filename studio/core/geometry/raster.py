@@ -32,6 +32,24 @@ class Fragments:
         return self.tri >= 0
 
 
+def screen_barycentrics(sx, sy, x, y, area=None) -> np.ndarray:
+    """(m, 3) screen-space barycentrics of the points (sx, sy) (m,) in the triangles with corner
+    pixel positions ``x``, ``y`` (m, 3); ``area``: their signed doubled areas, when known."""
+    if area is None:
+        area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
+    l1 = ((x[:, 2] - sx) * (y[:, 0] - sy) - (x[:, 0] - sx) * (y[:, 2] - sy)) / area
+    l2 = ((x[:, 0] - sx) * (y[:, 1] - sy) - (x[:, 1] - sx) * (y[:, 0] - sy)) / area
+    return np.stack([1 - l1 - l2, l1, l2], 1)
+
+
+def perspective_correct(lam: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Screen-space barycentrics (m, 3) → the surface's own (1/depth interpolates linearly on the
+    screen), and the depth there. ``depth``: (m, 3) of the corners."""
+    inv = lam / depth
+    z = 1.0 / inv.sum(1)
+    return inv * z[:, None], z
+
+
 def rasterize(xy: np.ndarray, depth: np.ndarray, faces: np.ndarray, height: int, width: int,
               budget: int = 4_000_000) -> Fragments:
     """Rasterise triangles given per-vertex pixel positions ``xy`` (n, 2: x right, y down, pixel
@@ -70,17 +88,10 @@ def rasterize(xy: np.ndarray, depth: np.ndarray, faces: np.ndarray, height: int,
         cx = x0[t] + offs % w[t]
         cy = y0[t] + offs // w[t]
         sx, sy = cx + 0.5, cy + 0.5
-        xa, ya, d = x[t], y[t], area[t]
-        l1 = ((xa[:, 2] - sx) * (ya[:, 0] - sy) - (xa[:, 0] - sx) * (ya[:, 2] - sy)) / d
-        l2 = ((xa[:, 0] - sx) * (ya[:, 1] - sy) - (xa[:, 1] - sx) * (ya[:, 0] - sy)) / d
-        l0 = 1 - l1 - l2
-        inside = (l0 >= -1e-9) & (l1 >= -1e-9) & (l2 >= -1e-9)
+        lam = screen_barycentrics(sx, sy, x[t], y[t], area[t])
+        inside = (lam >= -1e-9).all(1)
         t, cx, cy = t[inside], cx[inside], cy[inside]
-        lam = np.stack([l0[inside], l1[inside], l2[inside]], 1)
-        # Perspective-correct: interpolate 1/depth linearly in screen space.
-        inv = lam / dz[t]
-        z = 1.0 / inv.sum(1)
-        lam = inv * z[:, None]
+        lam, z = perspective_correct(lam[inside], dz[t])
         pix = cy * W + cx
         order = np.lexsort((z, pix))
         first = order[np.unique(pix[order], return_index=True)[1]]
