@@ -64,3 +64,17 @@ def test_the_floor_under_a_plate_gets_less_light_than_the_sh_model_says():
     corner = np.argmax(np.linalg.norm(floor[:, [0, 2]], axis=1))
     assert lit[centre, 0] < 0.6 * plain[centre, 0]  # under the plate: most of the sky is hidden
     assert lit[corner, 0] > 0.9 * plain[corner, 0]  # far from it: nearly all of it is seen
+
+
+def test_a_light_with_no_direction_darkens_only_by_occlusion():
+    """A uniform (ambient-only) light has no key to cast shadows; its direction was 0/0, which sent
+    NaN pixel positions into the shadow maps (a fitted SH light can be like that)."""
+    v, f, n_floor = _floor_and_plate()
+    n = np.tile([0.0, 1.0, 0.0], (len(v), 1))
+    light = shading.directional_light(0.5, 0.0, (0.0, 1.0, 0.0))
+    lit = shading.occluded_shading(v, f, n, light)
+    assert np.isfinite(lit).all()
+    floor = v[:n_floor]
+    corner = np.argmax(np.linalg.norm(floor[:, [0, 2]], axis=1))
+    centre = np.argmin(np.linalg.norm(floor[:, [0, 2]], axis=1))
+    assert lit[corner, 0] > 0.45 and lit[centre, 0] < 0.6 * 0.5

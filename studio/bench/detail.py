@@ -16,7 +16,8 @@ job. Figures, over the face region the photo shows:
 - normal-angle error (degrees, camera frame) of the fitted surface against the true detailed
   surface, coarse and detailed, over the face and over the wrinkles (true |d| > 0.1 mm); beside
   them the ceiling: the true map itself registered onto the fitted face. Most of the coarse
-  error is the coarse fit's own shape and pose, which no detail map removes.
+  error is the coarse fit's own shape and pose, which no detail map removes; so also the
+  detail's own normal error, against that true map on the fitted face (the coarse error cancels).
 - expression transfer: the drivers re-drawn (0-1), the fitted face animated by the same change,
   the displacement predicted by the strain model against the truth there (and, as the baseline,
   the recovered map left static).
@@ -181,6 +182,10 @@ def evaluate(model, case: Case, fit, detail) -> dict:
         c, dd = _angle(n_coarse[sel], n_true[sel]).mean(), _angle(n_det[sel], n_true[sel]).mean()
         out[f"normal_deg_coarse_{name}"], out[f"normal_deg_detailed_{name}"] = float(c), float(dd)
         out[f"normal_deg_true_map_{name}"] = float(_angle(n_perfect[sel], n_true[sel]).mean())
+        # the detail's own error: against the true map on the same fitted face, so the coarse fit's
+        # error cancels (a zero map scores the true detail's own normal variation)
+        out[f"detail_normal_deg_zero_map_{name}"] = float(_angle(n_coarse[sel], n_perfect[sel]).mean())
+        out[f"detail_normal_deg_{name}"] = float(_angle(n_det[sel], n_perfect[sel]).mean())
     # transfer: the fitted face animated by the true expression change
     p1 = {k: np.array(v, float) for k, v in fit.result.params.items()}
     change = case.params1["expression"] - case.photo.params["expression"]
@@ -267,9 +272,10 @@ def _summary(model, rows, ok, count, size, map_size, iterations) -> dict:
     mean = lambda k: float(np.nanmean([r[k] for r in ok]))  # noqa: E731
     keys = ["corr_registered", "corr_uv", "rms_mm_registered", "rms_mm_uv", "true_rms_mm", "normal_deg_coarse_face",
             "normal_deg_detailed_face", "normal_deg_coarse_wrinkles", "normal_deg_detailed_wrinkles",
-            "normal_deg_true_map_face", "normal_deg_true_map_wrinkles", "transfer_corr",
-            "transfer_corr_static_baseline", "transfer_rms_mm", "model_transfer_corr", "model_transfer_corr_static",
-            "transfer_change_corr", "model_change_corr"]
+            "normal_deg_true_map_face", "normal_deg_true_map_wrinkles", "detail_normal_deg_zero_map_face",
+            "detail_normal_deg_face", "detail_normal_deg_zero_map_wrinkles", "detail_normal_deg_wrinkles",
+            "transfer_corr", "transfer_corr_static_baseline", "transfer_rms_mm", "model_transfer_corr",
+            "model_transfer_corr_static", "transfer_change_corr", "model_change_corr"]
     res = {"bench": "detail", "model": model.name, "photos": count, "detected": len(ok), "size_px": size,
            "map_size": map_size, "iterations": iterations, **{k: mean(k) for k in keys},
            "seconds_per_photo_median": float(np.median([r["s"] for r in ok])),
@@ -278,6 +284,8 @@ def _summary(model, rows, ok, count, size, map_size, iterations) -> dict:
         coarse, detailed = res[f"normal_deg_coarse_{name}"], res[f"normal_deg_detailed_{name}"]
         res[f"normal_error_reduction_{name}"] = 1 - detailed / coarse
         res[f"normal_error_reduction_true_map_{name}"] = 1 - res[f"normal_deg_true_map_{name}"] / coarse
+        res[f"detail_normal_error_reduction_{name}"] = 1 - res[f"detail_normal_deg_{name}"] / res[
+            f"detail_normal_deg_zero_map_{name}"]
     print(f"model {model.name}: {len(ok)} of {count} rendered {size}x{size} photos fitted (detector in the loop), "
           f"{map_size}² map, {iterations} iterations")
     print(f"displacement correlation: {res['corr_registered']:.2f} registered through the photo, {res['corr_uv']:.2f} "
@@ -288,6 +296,9 @@ def _summary(model, rows, ok, count, size, map_size, iterations) -> dict:
               f"{res[f'normal_deg_detailed_{name}']:.2f}° ({100 * res[f'normal_error_reduction_{name}']:.0f} % lower); "
               f"the true map on the fitted face, the most a map can do: {res[f'normal_deg_true_map_{name}']:.2f}° "
               f"({100 * res[f'normal_error_reduction_true_map_{name}']:.0f} % lower)")
+        print(f"  the detail alone over the {name} (against the true map on the fitted face): zero map "
+              f"{res[f'detail_normal_deg_zero_map_{name}']:.2f}°, recovered {res[f'detail_normal_deg_{name}']:.2f}° "
+              f"({100 * res[f'detail_normal_error_reduction_{name}']:.0f} % lower)")
     print(f"expression transfer correlation: {res['transfer_corr']:.2f} (recovered map left static: "
           f"{res['transfer_corr_static_baseline']:.2f}); RMS {res['transfer_rms_mm']:.3f} mm; the change "
           f"(animated − recovered against true change): {res['transfer_change_corr']:.2f}")

@@ -201,7 +201,10 @@ def occluded_shading(points: np.ndarray, faces: np.ndarray, normals: np.ndarray,
     band1 = np.stack([light[3], light[1], light[2]], 0) * _C1  # (xyz, rgb): key/2 · d per channel
     key = 2 * np.linalg.norm(band1, axis=0)  # (3,)
     d = band1.mean(1)
-    d = d / (np.linalg.norm(d) or 1.0)
+    if np.linalg.norm(d) < 1e-9:  # no directional part: nothing casts a shadow, only the sky is occluded
+        d = np.array([0.0, 0.0, 1.0])
+        key = np.zeros(3)
+    d = d / np.linalg.norm(d)
     sky = _sphere_directions(n_directions)
     vis = light_visibility(points, faces, np.concatenate([d[None], sky]), normals)
     cosw = np.clip(normals @ sky.T, 0, None)
