@@ -11,11 +11,14 @@ ratio is split (albedo/detail separation) before any geometry is fitted to it:
 - *low frequencies* go to the albedo and the coarse shape: the log-ratio's blur (``highpass_mm``)
   is removed, which also absorbs the coarse fit's smooth errors;
 - *large jumps* (brows, lashes, lip and eye borders the coarse fit misplaces) are down-weighted:
-  a wrinkle darkens skin by tens of percent, a brow by a factor of ten.
+  a wrinkle darkens skin by tens of percent, a brow by a factor of ten;
+- *where the coarse surface curves* (the nose's sides, eye sockets, lip rims, the jaw) the coarse
+  fit's misplacement by about a millimetre tilts the normal by more than a crease does: the data
+  term's noise grows with how far the coarse normal turns per texel.
 
 What is left is matched by the displaced surface's shading: the map d moves the surface along its
 normals, the detailed normals (displacement.py) are shaded with the fitted light (SH, shading.py)
-and compared in log intensity with the separated target, over the visible texels (z-buffer and
+and, high-passed as the target was (blur.py), compared in log intensity with the separated target, over the visible texels (z-buffer and
 facing test through the fitted camera), with a Cauchy loss. Regularisers: smoothness (Laplacian),
 sparsity (L1: no data, no detail), a ridge (L2) with a crease prior (raised detail costs more than
 a groove: shading alone cannot tell a groove from the ridges beside it), left-right symmetry
@@ -61,6 +64,9 @@ class SfsOptions:
     busy_scale: float = 3.0
     # the fitted albedo's brightness is kept only above this share of the mesh's edge length
     albedo_blur_edges: float = 0.6
+    # the coarse fit is misplaced by about this much (at the median texel): where its normal turns
+    # fast, that alone changes the shading by more than a crease does, so such texels are trusted less
+    registration_mm: float = 1.0
 
 
 @dataclass
@@ -159,9 +165,37 @@ def _observe(model: PCAModel, vertices, camera, image, albedo, light, raster, fr
               * np.exp(-(chroma / options.chroma_scale) ** 2) / (1 + (g / options.jump_scale) ** 4)
               * ~feature_texels(model, raster, options.feature_margin_mm))
     weight = weight * _quiet(g, weight, frames, S, options.busy_mm / tmm, options.busy_scale)
+    weight = weight * _registration_weight(frames, S, options.registration_mm / tmm, options.sigma_log)
     g = np.where(vis, g, 0.0)
     return {"visible": w_vis, "target": g, "weight": weight, "n_cam": n_cam, "pixels_per_texel": ppt,
             "pixels_per_mm": ppt / tmm, "sigma_texels": sigma_tex}
+
+
+def normal_turn_per_texel(frames, S: int) -> np.ndarray:
+    """(P,) the angle (radians) by which the coarse surface's normal turns from one texel to the
+    next, the larger of the map's two directions (central differences)."""
+    n = np.zeros((S, S, 3))
+    n[frames.rows, frames.cols] = frames.normal
+    have = np.zeros((S, S), bool)
+    have[frames.rows, frames.cols] = True
+    out = np.zeros((S, S))
+    for axis in (0, 1):
+        step = np.roll(n, -1, axis) - np.roll(n, 1, axis)
+        ok = np.roll(have, -1, axis) & np.roll(have, 1, axis)
+        out = np.maximum(out, np.where(ok, 0.5 * np.linalg.norm(step, axis=2), 0.0))
+    return out[frames.rows, frames.cols]
+
+
+def _registration_weight(frames, S: int, texels: float, sigma_log: float) -> np.ndarray:
+    """(P,) in (0, 1]: the data term's noise is the photo's (``sigma_log``) plus what the coarse
+    fit's misplacement by ``texels`` makes of the shading where the coarse normal turns: a shift of
+    δ texels tilts the normal by δ × the turn per texel, and the log-shading by about as much
+    (radians). On the nose's sides, the eye sockets, the lips' rims and the jaw this is several times
+    a crease's own shading; on the forehead and cheeks it is small."""
+    if texels <= 0:
+        return np.ones(len(frames.rows))
+    extra = normal_turn_per_texel(frames, S) * texels
+    return sigma_log ** 2 / (sigma_log ** 2 + extra ** 2)
 
 
 def _quiet(g, weight, frames, S, sigma, scale) -> np.ndarray:
