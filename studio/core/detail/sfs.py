@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from studio.core.detail.blur import blur, gaussian_kernel, masked_blur_grid
+from studio.core.detail.blur import GaussianBlur, masked_blur_grid
 from studio.core.detail.displacement import TexelFrames, detailed_normals, frame_tensors, texel_frames
 from studio.core.detail.uv_raster import UVRaster, model_raster
 from studio.core.geometry.raster import rasterize, visible_vertices
@@ -318,12 +318,12 @@ def _optimise(model: PCAModel, raster, frames, camera, light, obs, options, prog
     # the target is high-passed (its blur was albedo and coarse shape), so the prediction is too:
     # a groove's shading has a broad part of its own, which the target no longer holds
     vis = torch.zeros(S, S, dtype=dt).index_put((rows, cols), torch.as_tensor(obs["visible"], dtype=dt))
-    kernel = gaussian_kernel(obs["sigma_texels"], dt)
-    vis_blur = blur(vis, kernel)[rows, cols].clamp_min(1e-6)
+    blur = GaussianBlur(obs["sigma_texels"], (S, S), dt)
+    vis_blur = blur(vis)[rows, cols].clamp_min(1e-6)
 
     def predicted(s):
         p = torch.log(s / s0)
-        return p - blur(torch.zeros(S, S, dtype=dt).index_put((rows, cols), p) * vis, kernel)[rows, cols] / vis_blur
+        return p - blur(torch.zeros(S, S, dtype=dt).index_put((rows, cols), p) * vis)[rows, cols] / vis_blur
 
     def energy():
         d = torch.zeros(S, S, dtype=dt).index_put((rows, cols), x * unit)
