@@ -73,7 +73,7 @@ def masked_blur_grid(values: np.ndarray, weight: np.ndarray, sigma: float) -> np
     if sigma <= 0:
         return np.where(weight > 0, values, 0.0)
     v, w = torch.as_tensor(values, dtype=torch.float64), torch.as_tensor(weight, dtype=torch.float64)
-    blur = GaussianBlur(sigma, v.shape)
+    blur = GaussianBlur(sigma, (int(v.shape[0]), int(v.shape[1])))
     with torch.no_grad():
         num, den = blur(v * w), blur(w)
     return np.where(den.numpy() > 1e-9, (num / den.clamp_min(1e-9)).numpy(), 0.0)
