@@ -252,8 +252,9 @@ def test_the_bench_registers_each_texel_where_it_projects_not_at_the_pixel_centr
 def test_where_the_coarse_normal_turns_fast_the_photo_is_trusted_less():
     """A coarse fit misplaced by a millimetre tilts the normal by κ · 1 mm where the surface curves
     (κ its curvature): on a nose's side that changes the shading more than a crease does, on the
-    forehead hardly at all. The dome z = −c·r² turns its normal by 2c per mm at its top."""
-    from studio.core.detail.sfs import _registration_weight, normal_turn_per_texel
+    forehead hardly at all. The dome z = −c·r² turns its normal by 2c per mm at its top. It also
+    moves the fitted albedo's edges."""
+    from studio.core.detail.sfs import _registration_weight, step_per_texel
 
     S, texel = 128, SIDE / 128
     for c, expected_weight in ((0.004, 0.99), (0.08, 0.1)):
@@ -261,12 +262,19 @@ def test_where_the_coarse_normal_turns_fast_the_photo_is_trusted_less():
         v, faces = np.asarray(model.mean, float), np.asarray(model.faces)
         frames = texel_frames(model_raster(model, S), v, faces, model.uv, faces)
         top = np.hypot(frames.rows - S / 2, frames.cols - S / 2) < 4
-        turn = normal_turn_per_texel(frames, S)[top]
+        turn = step_per_texel(frames.normal, frames, S)[top]
         assert np.median(turn) == pytest.approx(2 * c * texel, rel=0.1)
-        w = _registration_weight(frames, S, 1.0 / texel, 0.05)[top]  # 1 mm misplacement
+        flat_albedo = np.zeros(len(frames.rows))
+        w = _registration_weight(frames, S, flat_albedo, 1.0 / texel, 0.05)[top]  # 1 mm misplacement
         hand = 0.05 ** 2 / (0.05 ** 2 + (2 * c * 1.0) ** 2)  # σ² / (σ² + (κ · 1 mm)²)
         assert np.median(w) == pytest.approx(hand, rel=0.1)
         assert np.median(w) == pytest.approx(expected_weight, abs=0.05)
+    # the same misplacement moves the fitted albedo's edges (a brow, the lips' border): a brightness
+    # step of 0.5 (log) across a column changes the target by 0.25 a texel there, nothing elsewhere
+    edge = np.where(frames.cols >= S // 2, 0.5, 0.0)
+    w = _registration_weight(frames, S, edge, 1.0 / texel, 0.05)
+    at = top & ((frames.cols == S // 2 - 1) | (frames.cols == S // 2))  # the texels either side of the edge
+    assert w[at].max() < 0.02 and np.median(w[top & ~at]) == pytest.approx(0.09, abs=0.03)
 
 
 def test_a_coarse_fit_error_patch_gives_no_data_but_a_crease_does():

@@ -167,37 +167,40 @@ def _observe(model: PCAModel, vertices, camera, image, albedo, light, raster, fr
               * np.exp(-(chroma / options.chroma_scale) ** 2) / (1 + (g / options.jump_scale) ** 4)
               * ~feature_texels(model, raster, options.feature_margin_mm))
     weight = weight * _quiet(g, weight, frames, S, options.busy_mm / tmm, options.busy_scale)
-    weight = weight * _registration_weight(frames, S, options.registration_mm / tmm, options.sigma_log)
+    weight = weight * _registration_weight(frames, S, la.mean(1), options.registration_mm / tmm, options.sigma_log)
     g = np.where(vis, g, 0.0)
     return {"visible": w_vis, "target": g, "weight": weight, "n_cam": n_cam, "pixels_per_texel": ppt,
             "pixels_per_mm": ppt / tmm, "sigma_texels": sigma_tex}
 
 
-def normal_turn_per_texel(frames, S: int) -> np.ndarray:
-    """(P,) the angle (radians) by which the coarse surface's normal turns from one texel to the
-    next, the larger of the map's two directions (central differences)."""
-    n = np.zeros((S, S, 3))
-    n[frames.rows, frames.cols] = frames.normal
+def step_per_texel(values: np.ndarray, frames, S: int) -> np.ndarray:
+    """(P,) how far per-texel ``values`` ((P,) or (P, C)) change from one texel to the next: the
+    larger of the map's two directions, central differences (0 at the region's border)."""
+    v = np.asarray(values, float).reshape(len(frames.rows), -1)
+    grid = np.zeros((S, S, v.shape[1]))
+    grid[frames.rows, frames.cols] = v
     have = np.zeros((S, S), bool)
     have[frames.rows, frames.cols] = True
     out = np.zeros((S, S))
     for axis in (0, 1):
-        step = np.roll(n, -1, axis) - np.roll(n, 1, axis)
+        step = np.roll(grid, -1, axis) - np.roll(grid, 1, axis)
         ok = np.roll(have, -1, axis) & np.roll(have, 1, axis)
         out = np.maximum(out, np.where(ok, 0.5 * np.linalg.norm(step, axis=2), 0.0))
     return out[frames.rows, frames.cols]
 
 
-def _registration_weight(frames, S: int, texels: float, sigma_log: float) -> np.ndarray:
+def _registration_weight(frames, S: int, log_albedo: np.ndarray, texels: float, sigma_log: float) -> np.ndarray:
     """(P,) in (0, 1]: the data term's noise is the photo's (``sigma_log``) plus what the coarse
-    fit's misplacement by ``texels`` makes of the shading where the coarse normal turns: a shift of
-    δ texels tilts the normal by δ × the turn per texel, and the log-shading by about as much
-    (radians). On the nose's sides, the eye sockets, the lips' rims and the jaw this is several times
-    a crease's own shading; on the forehead and cheeks it is small."""
+    fit's misplacement by ``texels`` makes of the target. A shift of δ texels tilts the normal by δ ×
+    its turn per texel, which changes the log-shading by about as much (radians): on the nose's
+    sides, the eye sockets, the lips' rims and the jaw, several times a crease's own shading. It
+    also moves the fitted albedo's edges by δ, which changes the log-albedo the photo is divided
+    by δ × its step per texel (``log_albedo``: the brightness, (P,)): the brows, the lips' border,
+    the hairline. On the forehead and cheeks both are small."""
     if texels <= 0:
         return np.ones(len(frames.rows))
-    extra = normal_turn_per_texel(frames, S) * texels
-    return sigma_log ** 2 / (sigma_log ** 2 + extra ** 2)
+    extra2 = (step_per_texel(frames.normal, frames, S) ** 2 + step_per_texel(log_albedo, frames, S) ** 2) * texels ** 2
+    return sigma_log ** 2 / (sigma_log ** 2 + extra2)
 
 
 def _quiet(g, weight, frames, S, sigma, scale) -> np.ndarray:
