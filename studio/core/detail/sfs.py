@@ -13,8 +13,9 @@ ratio is split (albedo/detail separation) before any geometry is fitted to it:
 - *large jumps* (brows, lashes, lip and eye borders the coarse fit misplaces) are down-weighted:
   a wrinkle darkens skin by tens of percent, a brow by a factor of ten;
 - *where the coarse surface curves* (the nose's sides, eye sockets, lip rims, the jaw) the coarse
-  fit's misplacement by about a millimetre tilts the normal by more than a crease does: the data
-  term's noise grows with how far the coarse normal turns per texel.
+  fit's misplacement by about a millimetre tilts the normal by more than a crease does, and at the
+  fitted albedo's edges (brows, the lips' border, the hairline) it moves the edge: the data term's
+  noise grows with how far the coarse normal turns, and the albedo's brightness steps, per texel.
 
 What is left is matched by the displaced surface's shading: the map d moves the surface along its
 normals, the detailed normals (displacement.py) are shaded with the fitted light (SH, shading.py)
