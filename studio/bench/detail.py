@@ -109,10 +109,11 @@ def registration(model, raster, fit_vertices, fit_camera, true_vertices, true_ca
     tri[ok] = frags.tri[px[ok, 1], px[ok, 0]]
     uv = np.full((len(p), 2), np.nan)
     hit = tri >= 0
-    shown = faces[idx[tri[hit]]]
+    face_ids = idx[tri[hit]]
+    shown = faces[face_ids]
     lam = screen_barycentrics(xy[hit, 0], xy[hit, 1], txy[shown, 0], txy[shown, 1])
     lam, _ = perspective_correct(lam, tdepth[shown])
-    corners = np.asarray(model.face_uv, np.int64)[idx[tri[hit]]]
+    corners = np.asarray(model.face_uv, np.int64)[face_ids]
     uv[hit] = (np.asarray(model.uv, float)[corners] * lam[..., None]).sum(1)
     return uv
 

@@ -51,7 +51,7 @@ class SfsOptions:
     highpass_mm: float = 3.0  # shading variation broader than this is albedo / coarse shape
     sigma_log: float = 0.05  # noise of the log-intensity target
     # 10 before the registration weight; 30 moved the correlation by +0.002-0.004 and the detail's
-    # own normal error over the face by 4-5 % (renders with shadows, without, seeds 2008-2015)
+    # own normal error over the face by 3-5 % (renders with shadows, without, seeds 2008-2015)
     smoothness: float = 30.0
     sparsity: float = 0.02
     ridge: float = 5.0  # L2 on the map (mm²): the directions shading does not see stay flat
