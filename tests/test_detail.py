@@ -88,6 +88,23 @@ def test_displacement_is_recovered_from_a_rendered_patch():
     assert rec.pixels_per_mm == pytest.approx(5.12, rel=0.05)
 
 
+def test_a_map_that_came_out_non_finite_is_a_failure_not_a_result(monkeypatch):
+    """A NaN map (it happened: one NaN weight spread over the whole optimisation) must not be
+    written or shown as detail."""
+    from studio.core.detail import sfs
+    from studio.core.errors import FitFailed
+    from studio.core.photo import shading
+
+    model = patch_model()
+    v = np.asarray(model.mean, float)
+    light = shading.ambient_light(0.3, 0.9, (0.2, 0.8, 1.0))
+    photo = np.full((frontal_camera().height, frontal_camera().width, 3), 128, np.uint8)
+    monkeypatch.setattr(sfs, "_optimise", lambda *a, **k: np.full(len(a[2].rows), np.nan))
+    with pytest.raises(FitFailed, match="non-finite"):
+        sfs.recover_displacement(model, v, frontal_camera(), photo, np.full((len(v), 3), 0.6), light,
+                                 sfs.SfsOptions(size=64, iterations=20))
+
+
 # -- strain --------------------------------------------------------------------------------------
 
 def test_compression_of_a_hand_checked_blendshape():
@@ -229,6 +246,22 @@ def test_the_masked_blur_is_scipys_and_differentiable():
     grad = g.grad.numpy()
     assert grad.sum() == pytest.approx(1.0) and grad[16, 16] == grad.max()
     assert grad[16, 18] == pytest.approx(grad[18, 16])
+
+
+def test_the_masked_blur_of_a_square_is_never_negative():
+    """The recovery takes the square root of a masked blur of squared residuals (a neighbourhood's
+    RMS). The transform's round-off made it about -1e-12 far from the data: one NaN texel, and the
+    optimiser returned a map that was NaN everywhere (a rendered photo with the true coarse face)."""
+    from studio.core.detail.blur import masked_blur_grid
+
+    rng = np.random.default_rng(0)
+    squares = np.zeros((128, 128))
+    squares[10:20, 10:20] = rng.uniform(0, 1, (10, 10)) ** 2
+    weight = np.zeros((128, 128))
+    weight[:, :100] = 1.0
+    out = masked_blur_grid(squares, weight, 3.0)
+    assert out.min() >= 0.0 and np.isfinite(np.sqrt(out)).all()
+    assert out.max() <= squares.max()
 
 
 def test_the_bench_registers_each_texel_where_it_projects_not_at_the_pixel_centre():

@@ -69,11 +69,19 @@ def _symmetric_pad(g: torch.Tensor, r: int, axis: int) -> torch.Tensor:
 
 def masked_blur_grid(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
     """(S, S) weighted Gaussian average of ``values`` (S, S) under ``weight`` (S, S); where the blurred
-    weight vanishes, 0."""
+    weight vanishes, 0. Under a non-negative weight each average lies within the weighted values'
+    range, as it must: the transform's round-off (about 1e-12 far from the data) would otherwise
+    make the average of a square slightly negative and its square root NaN, and one NaN texel
+    turns the whole map NaN."""
     if sigma <= 0:
         return np.where(weight > 0, values, 0.0)
     v, w = torch.as_tensor(values, dtype=torch.float64), torch.as_tensor(weight, dtype=torch.float64)
     blur = GaussianBlur(sigma, (int(v.shape[0]), int(v.shape[1])))
     with torch.no_grad():
         num, den = blur(v * w), blur(w)
-    return np.where(den.numpy() > 1e-9, (num / den.clamp_min(1e-9)).numpy(), 0.0)
+    out = np.where(den.numpy() > 1e-9, (num / den.clamp_min(1e-9)).numpy(), 0.0)
+    held = np.asarray(weight) > 0
+    if held.any() and (np.asarray(weight) >= 0).all():
+        seen = np.asarray(values, float)[held]
+        out = np.clip(out, min(seen.min(), 0.0), max(seen.max(), 0.0))  # 0: where the weight vanishes
+    return out

@@ -103,6 +103,11 @@ def _recover(model: PCAModel, vertices, camera, image, albedo, light, options, p
     obs = _observe(model, vertices, camera, image, albedo, light, raster, frames, options)
     report(progress, 0.15, "detail: shape from shading")
     d = _optimise(model, raster, frames, camera, light, obs, options, progress)
+    if not np.isfinite(d).all():
+        from studio.core.errors import FitFailed
+
+        raise FitFailed(f"detail recovery failed: {int((~np.isfinite(d)).sum())} of {len(d)} texels came out "
+                        "non-finite; no map was made")
     S = options.size
     out = np.zeros((S, S))
     out[frames.rows, frames.cols] = d
