@@ -25,7 +25,10 @@ job. Figures, over the face region the photo shows:
   compression and animated, against the truth at the other expression (and left static); and
   the change alone (animated − photo's map against the true change), which a static map cannot
   predict at all.
-- seconds per photo: fit + detail, detector included.
+- the same recovery given the *true* coarse face, camera, light and albedo instead of the photo
+  fit's (its correlation and transfer): what the shape from shading itself reaches on the photo.
+  The rest of the gap to the product's figure is the coarse fit's.
+- seconds per photo: fit + detail, detector included (not the true-inputs recovery).
 """
 
 from __future__ import annotations
@@ -216,6 +219,22 @@ def _model_transfer(model, case: Case, raster, truth0) -> dict:
             "model_change_corr": _corr(pred[m] - truth0[m], true1[m] - truth0[m])}
 
 
+def true_inputs(model, case: Case, fit, options) -> dict:
+    """The recovery from the same photo with the true coarse face, camera, light and albedo in place
+    of the photo fit's (see the module docstring)."""
+    from dataclasses import replace
+
+    from studio.jobs.detail import detail_job
+
+    if fit.image_scale != 1:  # the true camera is the full photo's
+        return {"true_inputs_corr": float("nan"), "true_inputs_transfer_corr": float("nan")}
+    p = case.photo
+    res = replace(fit.result, params=p.params, camera=p.camera, light=p.light, albedo=p.albedo)
+    given = replace(fit, result=res, vertices=p.vertices)
+    r = evaluate(model, case, given, detail_job(model, given, options))
+    return {"true_inputs_corr": r["corr_registered"], "true_inputs_transfer_corr": r["transfer_corr"]}
+
+
 def run_one(model, raster, seed, size, options, i, count, shadows: bool = False) -> dict:
     from studio.core.errors import StudioError
     from studio.jobs.detail import detail_job
@@ -230,11 +249,13 @@ def run_one(model, raster, seed, size, options, i, count, shadows: bool = False)
         return {"detected": False, "error": str(e)}
     t_fit = time.perf_counter() - t0
     detail = detail_job(model, fit, options)
-    row = {"detected": True, "s": time.perf_counter() - t0, "fit_s": t_fit, **evaluate(model, case, fit, detail)}
+    row = {"detected": True, "s": time.perf_counter() - t0, "fit_s": t_fit, **evaluate(model, case, fit, detail),
+           **true_inputs(model, case, fit, options)}
     print(f"photo {i + 1}/{count}: displacement corr {row['corr_registered']:.2f} (registered) / {row['corr_uv']:.2f} "
           f"(UV); normals {row['normal_deg_coarse_face']:.1f}° → {row['normal_deg_detailed_face']:.1f}° (face), "
           f"{row['normal_deg_coarse_wrinkles']:.1f}° → {row['normal_deg_detailed_wrinkles']:.1f}° (wrinkles); "
           f"transfer corr {row['transfer_corr']:.2f} (static {row['transfer_corr_static_baseline']:.2f}); "
+          f"with the true coarse inputs corr {row['true_inputs_corr']:.2f}; "
           f"{row['s']:.1f} s", flush=True)
     return row
 
@@ -269,6 +290,11 @@ def main(model_name=None, count: int = 8, seed: int = 2000, size: int = 768, map
     return 0
 
 
+def _change(reduction: float) -> str:
+    """A relative reduction as words: "12 % lower", "9 % higher"."""
+    return f"{100 * abs(reduction):.0f} % {'lower' if reduction >= 0 else 'higher'}"
+
+
 def _summary(model, rows, ok, count, size, map_size, iterations) -> dict:
     mean = lambda k: float(np.nanmean([r[k] for r in ok]))  # noqa: E731
     keys = ["corr_registered", "corr_uv", "rms_mm_registered", "rms_mm_uv", "true_rms_mm", "normal_deg_coarse_face",
@@ -276,7 +302,8 @@ def _summary(model, rows, ok, count, size, map_size, iterations) -> dict:
             "normal_deg_true_map_face", "normal_deg_true_map_wrinkles", "detail_normal_deg_zero_map_face",
             "detail_normal_deg_face", "detail_normal_deg_zero_map_wrinkles", "detail_normal_deg_wrinkles",
             "transfer_corr", "transfer_corr_static_baseline", "transfer_rms_mm", "model_transfer_corr",
-            "model_transfer_corr_static", "transfer_change_corr", "model_change_corr"]
+            "model_transfer_corr_static", "transfer_change_corr", "model_change_corr", "true_inputs_corr",
+            "true_inputs_transfer_corr"]
     res = {"bench": "detail", "model": model.name, "photos": count, "detected": len(ok), "size_px": size,
            "map_size": map_size, "iterations": iterations, **{k: mean(k) for k in keys},
            "seconds_per_photo_median": float(np.median([r["s"] for r in ok])),
@@ -292,16 +319,19 @@ def _summary(model, rows, ok, count, size, map_size, iterations) -> dict:
     print(f"displacement correlation: {res['corr_registered']:.2f} registered through the photo, {res['corr_uv']:.2f} "
           f"texel to texel in UV; RMS {res['rms_mm_registered']:.3f} / {res['rms_mm_uv']:.3f} mm "
           f"(true detail RMS {res['true_rms_mm']:.3f} mm)")
+    print(f"  with the true coarse face, camera, light and albedo instead of the fit's: {res['true_inputs_corr']:.2f} "
+          f"(the shape from shading's own limit on these photos; the rest of the gap is the coarse fit's)")
     for name in ("face", "wrinkles"):
         print(f"normal error over the {name}: coarse {res[f'normal_deg_coarse_{name}']:.2f}°, detailed "
-              f"{res[f'normal_deg_detailed_{name}']:.2f}° ({100 * res[f'normal_error_reduction_{name}']:.0f} % lower); "
+              f"{res[f'normal_deg_detailed_{name}']:.2f}° ({_change(res[f'normal_error_reduction_{name}'])}); "
               f"the true map on the fitted face, the most a map can do: {res[f'normal_deg_true_map_{name}']:.2f}° "
-              f"({100 * res[f'normal_error_reduction_true_map_{name}']:.0f} % lower)")
+              f"({_change(res[f'normal_error_reduction_true_map_{name}'])})")
         print(f"  the detail alone over the {name} (against the true map on the fitted face): zero map "
               f"{res[f'detail_normal_deg_zero_map_{name}']:.2f}°, recovered {res[f'detail_normal_deg_{name}']:.2f}° "
-              f"({100 * res[f'detail_normal_error_reduction_{name}']:.0f} % lower)")
+              f"({_change(res[f'detail_normal_error_reduction_{name}'])})")
     print(f"expression transfer correlation: {res['transfer_corr']:.2f} (recovered map left static: "
-          f"{res['transfer_corr_static_baseline']:.2f}); RMS {res['transfer_rms_mm']:.3f} mm; the change "
+          f"{res['transfer_corr_static_baseline']:.2f}; with the true coarse inputs: "
+          f"{res['true_inputs_transfer_corr']:.2f}); RMS {res['transfer_rms_mm']:.3f} mm; the change "
           f"(animated − recovered against true change): {res['transfer_change_corr']:.2f}")
     print(f"the expression model alone (true map at the photo's expression, animated): correlation "
           f"{res['model_transfer_corr']:.2f} (left static: {res['model_transfer_corr_static']:.2f}); the change: "
