@@ -330,6 +330,26 @@ def test_a_coarse_fit_error_patch_gives_no_data_but_a_crease_does():
     assert w[crease].mean() > 0.7 and w[patch].max() < 0.2 and np.median(w) > 0.95
 
 
+def test_hair_over_the_skin_gives_no_data():
+    """The photo fit's albedo takes the colour of a fringe over the forehead (the astronaut's), so
+    the strands passed the colour and jump tests and came out as relief. Albedo much darker or of
+    another hue than the face's typical skin gives no data; skin with its usual variation (a few
+    percent in brightness, redder cheeks) keeps it."""
+    from studio.core.detail.sfs import SfsOptions, _skin
+
+    rng = np.random.default_rng(3)
+    skin = np.log(np.array([0.78, 0.58, 0.48]))
+    n = 400
+    la = skin + rng.normal(0, 0.04, (n, 1)) + rng.normal(0, 0.02, (n, 3))  # brightness and hue variation
+    la[:50] += np.log([1.1, 0.95, 0.95])  # redder cheeks
+    hair = slice(300, 400)
+    la[hair] = np.log(np.array([0.35, 0.25, 0.12])) + rng.normal(0, 0.1, (100, 3))  # a brown fringe
+    w = _skin(la, np.ones(n), SfsOptions())
+    assert w[:300].min() > 0.8
+    assert w[hair].max() < 0.1
+    assert np.all(_skin(la, np.ones(n), SfsOptions(skin_brightness=0)) == 1)  # off
+
+
 def test_a_photo_too_coarse_for_creases_is_said_so():
     """A face a few pixels per centimetre cannot show a 2 mm crease: the user is told (CLI stderr,
     the window's status bar) and detail.json records the resolution."""

@@ -12,6 +12,8 @@ ratio is split (albedo/detail separation) before any geometry is fitted to it:
   is removed, which also absorbs the coarse fit's smooth errors;
 - *large jumps* (brows, lashes, lip and eye borders the coarse fit misplaces) are down-weighted:
   a wrinkle darkens skin by tens of percent, a brow by a factor of ten;
+- *what is not skin* (a fringe over the forehead, a beard): the fitted albedo took its colour, so
+  it passes the colour test, but it is far darker or of another hue than the face's typical skin;
 - *where the coarse surface curves* (the nose's sides, eye sockets, lip rims, the jaw) the coarse
   fit's misplacement by about a millimetre tilts the normal by more than a crease does, and at the
   fitted albedo's edges (brows, the lips' border, the hairline) it moves the edge: the data term's
@@ -70,6 +72,10 @@ class SfsOptions:
     # the coarse fit is misplaced by about this much (at the median texel): where its normal turns
     # fast, that alone changes the shading by more than a crease does, so such texels are trusted less
     registration_mm: float = 1.0
+    # the fitted albedo this far (log) from the face's typical skin, in brightness or in hue, is not
+    # skin: hair over the forehead, a beard, glasses' rims (0: off)
+    skin_brightness: float = 0.35
+    skin_hue: float = 0.25
 
 
 @dataclass
@@ -172,11 +178,29 @@ def _observe(model: PCAModel, vertices, camera, image, albedo, light, raster, fr
     weight = (w_vis * inner * _in_fit_region(model, raster) * np.clip((cosv - 0.35) / 0.2, 0, 1)
               * np.exp(-(chroma / options.chroma_scale) ** 2) / (1 + (g / options.jump_scale) ** 4)
               * ~feature_texels(model, raster, options.feature_margin_mm))
+    weight = weight * _skin(la, weight, options)
     weight = weight * _quiet(g, weight, frames, S, options.busy_mm / tmm, options.busy_scale)
     weight = weight * _registration_weight(frames, S, la.mean(1), options.registration_mm / tmm, options.sigma_log)
     g = np.where(vis, g, 0.0)
     return {"visible": w_vis, "target": g, "weight": weight, "n_cam": n_cam, "pixels_per_texel": ppt,
             "pixels_per_mm": ppt / tmm, "sigma_texels": sigma_tex}
+
+
+def _skin(log_albedo: np.ndarray, weight: np.ndarray, options) -> np.ndarray:
+    """(P,) in (0, 1]: how much each texel's fitted albedo looks like the face's skin. The photo
+    fit's per-vertex albedo takes the colour of whatever covers the face: a fringe over the
+    forehead, a beard, a moustache. Their strands' shading is not the skin's relief, but they are
+    neither colourful against the fitted albedo (it has their colour) nor, over a few vertices,
+    large jumps; what gives them away is that their albedo is far darker or another hue than the
+    face's typical skin (the median over the texels trusted so far)."""
+    if options.skin_brightness <= 0 or not (weight > 0.5).any():
+        return np.ones(len(log_albedo))
+    lum = log_albedo.mean(1)
+    hue = log_albedo - lum[:, None]
+    good = weight > 0.5
+    d_lum = (lum - np.median(lum[good])) / options.skin_brightness
+    d_hue = np.linalg.norm(hue - np.median(hue[good], axis=0), axis=1) / options.skin_hue
+    return 1 / (1 + d_lum ** 4) / (1 + d_hue ** 4)
 
 
 def step_per_texel(values: np.ndarray, frames, S: int) -> np.ndarray:
