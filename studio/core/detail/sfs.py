@@ -73,7 +73,7 @@ class SfsOptions:
     # fast, that alone changes the shading by more than a crease does, so such texels are trusted less
     registration_mm: float = 1.0
     # the fitted albedo this far (log) from the face's typical skin, in brightness or in hue, is not
-    # skin: hair over the forehead, a beard, glasses' rims (0: off)
+    # skin: hair over the forehead, a beard (0: off)
     skin_brightness: float = 0.35
     skin_hue: float = 0.25
 
